@@ -1,0 +1,40 @@
+# ezq: make demo | make test | make lint | make bench
+# Each target makes the virtual environments it needs under .venv/.
+
+SHELL := /bin/bash
+# Every CPython 3.10-3.13 that pyenv has here; else the default python3.
+PYTHONS := $(or $(shell for v in 3.10 3.11 3.12 3.13; do p=$$(pyenv prefix $$v 2>/dev/null) && echo $$p/bin/python; done),python3)
+PYTHON := $(firstword $(shell command -v python3) python3)
+TEST_DEPS := dill pytest pytest-timeout
+LINT_DEPS := dill pytest mypy ruff
+PIP := -m pip install --quiet --disable-pip-version-check
+
+# $(call venv,PYTHON,NAME,DEPS): make .venv/NAME with DEPS unless it has them already.
+define venv
+	@[ -x .venv/$(2)/bin/python ] || $(1) -m venv .venv/$(2)
+	@[ "$$(cat .venv/$(2)/.deps 2>/dev/null)" = "$(3)" ] || \
+		{ .venv/$(2)/bin/python $(PIP) $(3) && echo "$(3)" > .venv/$(2)/.deps; }
+endef
+
+.PHONY: demo test lint
+demo:  ## run every example in the README
+	$(call venv,$(PYTHON),demo,$(TEST_DEPS))
+	.venv/demo/bin/python test_ezq.py
+
+test:  ## run the tests on each Python, under fork, spawn and forkserver
+	@set -e; for py in $(PYTHONS); do \
+		name=$$($$py -c 'import sys; print("py%d.%d" % sys.version_info[:2])'); \
+		$(MAKE) --no-print-directory test-one PY=$$py NAME=$$name; \
+	done
+
+.PHONY: test-one
+test-one:
+	$(call venv,$(PY),$(NAME),$(TEST_DEPS))
+	@echo "=== $(NAME) ==="
+	.venv/$(NAME)/bin/python -m pytest -q test_ezq.py
+
+lint:  ## ruff (lint and format) and mypy --strict
+	$(call venv,$(PYTHON),lint,$(LINT_DEPS))
+	.venv/lint/bin/ruff check ezq.py test_ezq.py
+	.venv/lint/bin/ruff format --check ezq.py test_ezq.py
+	.venv/lint/bin/mypy --strict ezq.py test_ezq.py

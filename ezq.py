@@ -1,0 +1,1587 @@
+"""Simple wrappers for multiprocessing and threading: queues, workers and a parallel map.
+
+>>> import ezq
+>>> list(ezq.map(abs, [-1, 2, -3], kind="thread"))
+[1, 2, 3]
+
+One file, one optional dependency (`dill`, for lambdas and closures in process
+workers). Copy it into your project if you like.
+
+How a process queue works
+-------------------------
+A `Q()` keeps its messages in the process that created it (its "home", usually
+the main process). Every process worker that was given the queue gets its own
+pair of pipes to the home, and the home runs one small relay thread per pipe::
+
+    worker A                    home process                       worker B
+    q.put(x) --pickle--> [uplink A] --> relay A --+               for msg in q:
+                                                  v
+                          q.put(y) --pickle--> frames (deque) --> [downlink B]
+                                                  ^                    ^
+    for msg in q:         relay B <-- [uplink B] -+-- "D n": B asks for up to n
+
+- A `put` pickles at the call (so a bad value raises there) and writes to the
+  worker's own uplink. The relay threads always drain uplinks into memory, so a
+  worker never blocks on a full pipe and can always exit: the "join before
+  drain" deadlock of `multiprocessing.Queue` cannot happen.
+- A reader asks the home for messages only when it has none, and the home
+  answers with one batch. Batches grow while the reader consumes quickly and
+  shrink to one message when each message takes long, so slow work stays
+  balanced between workers and fast work moves in bulk. A batch never holds
+  more than one end marker, and a reader that stops early hands unread
+  messages back, so every message reaches exactly one reader.
+- No pipe is shared between processes, so no cross-process lock exists that a
+  killed worker could leave locked.
+
+`map` does not use `Q`: it sends chunks of input straight to each worker over
+its own pipes, keeps a bounded window of chunks in flight, and sizes chunks so
+each takes a few milliseconds of work.
+
+NOTE: this module defines `map`, which shadows the builtin inside this file;
+internally we use `builtins.map` where the builtin is meant.
+"""
+
+from __future__ import annotations
+
+# std
+import builtins
+import collections
+import heapq
+import itertools
+import multiprocessing
+import os
+import pickle
+import queue
+import signal
+import sys
+import threading
+import time
+import traceback
+import weakref
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as _wait_for
+from operator import attrgetter
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import Generic
+from typing import Literal
+from typing import TypeVar
+from typing import cast
+
+if TYPE_CHECKING:  # pragma: no cover
+    from multiprocessing.process import BaseProcess
+
+__version__ = "4.0.0"
+__all__ = (
+    "END_MSG",
+    "IS_MACOS",
+    "NUM_CPUS",
+    "NUM_THREADS",
+    "Msg",
+    "Q",
+    "Worker",
+    "WorkerError",
+    "__version__",
+    "map",
+    "run",
+    "run_thread",
+)
+
+## Constants ##
+
+
+def _count_cpus() -> int:
+    """CPUs this process may run on (the affinity mask, where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS has no sched_getaffinity
+        return os.cpu_count() or 1
+
+
+NUM_CPUS: int = _count_cpus()
+"""Number of CPUs this process may use: the default number of process workers."""
+
+NUM_THREADS: int = min(32, NUM_CPUS + 4)
+"""Default number of thread workers (the same rule as `ThreadPoolExecutor`)."""
+
+IS_MACOS: bool = sys.platform == "darwin"
+"""`True` on macOS, where processes start with "spawn" by default."""
+
+Kind = Literal["process", "thread"]
+"""Kinds of workers and queues: `"process"` or `"thread"`."""
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+## Messages ##
+
+
+@dataclass
+class Msg(Generic[T]):
+    """A message on a `Q`."""
+
+    data: T = None  # type: ignore[assignment]
+    """What the message carries."""
+
+    kind: str = ""
+    """Optional label, to send several kinds of work down one queue. `"END"` ends a queue."""
+
+    order: int = 0
+    """Optional position, used by `Q.sorted()` and `Q.items(sort=True)`."""
+
+
+END_MSG: Msg[Any] = Msg(kind="END")
+"""The message that ends a queue: iteration stops when it is read."""
+
+_END = END_MSG.kind
+
+
+class WorkerError(RuntimeError):
+    """A worker failed in a way that can't be raised as its own exception.
+
+    Raised when a worker process dies (a non-zero exit code or a signal, for
+    example the OOM killer's SIGKILL), and in place of an exception that could
+    not be pickled (the message then names its type, and `__cause__` holds the
+    worker's traceback).
+    """
+
+    def __init__(self, message: str, name: str | None = None, exitcode: int | None = None) -> None:
+        super().__init__(message)
+        self.name = name
+        """Name of the worker that failed, if known."""
+        self.exitcode = exitcode
+        """Exit code of the worker process: negative for a signal; `None` if it didn't exit."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.name, self.exitcode))
+
+
+## Queues ##
+
+
+class Q(Generic[T]):
+    """A queue of `Msg` between workers: `Q()` for processes, `Q("thread")` for threads.
+
+    A process queue pickles every message (with `dill` where `pickle` can't) and
+    can be given to process workers as an argument of `run` (or captured by a
+    `map` task). A thread queue never pickles, so it can carry locks, sockets
+    or database connections between thread workers, but not to processes.
+
+    Messages are read by iterating: `for msg in q` yields messages until one
+    of kind `"END"`, which `end()` and `stop()` put. Any number of workers may
+    read and write the same queue; each message goes to exactly one reader.
+    """
+
+    def __init__(self, kind: Kind = "process") -> None:
+        """Create a queue; `kind` is `"process"` (the default) or `"thread"`.
+
+        Raises:
+            ValueError: `kind` is neither `"process"` nor `"thread"`.
+        """
+        if kind == "process":
+            self._impl: _Home | _Remote | _Local = _Home()
+        elif kind == "thread":
+            self._impl = _Local()
+        else:
+            raise ValueError(f"Q kind must be 'process' or 'thread', not {kind!r}")
+        self.kind: Kind = kind
+        """`"process"` or `"thread"`."""
+        self._cache: list[Msg[T]] | None = None
+
+    def __repr__(self) -> str:
+        return f"<ezq.Q {self.kind!r} qsize={self.qsize()}>"
+
+    def put(self, data: T | Msg[T] = None, *, kind: str = "", order: int = 0) -> Q[T]:  # type: ignore[assignment]
+        """Put a message on the queue; return the queue, so calls can be chained.
+
+        `data` may be a ready-made `Msg`, which is put as it is. For a process
+        queue the message is pickled here, so a value that can't be sent raises
+        here and the queue stays usable.
+
+        Raises:
+            TypeError: `kind` is not a str, `order` is not an int, or (for a
+                process queue) `data` cannot be pickled, even by `dill`.
+        """
+        if isinstance(data, Msg):
+            kind, order, data = data.kind, data.order, data.data
+        if not isinstance(kind, str):
+            raise TypeError(f"kind must be a str, not {type(kind).__name__}: {kind!r}")
+        if not isinstance(order, int) or isinstance(order, bool):
+            raise TypeError(f"order must be an int, not {type(order).__name__}: {order!r}")
+        self._impl.put(data, kind, order)
+        return self
+
+    def end(self) -> Q[T]:
+        """Put the end marker (`END_MSG`): one reader stops when it reads it."""
+        return self.put(END_MSG)
+
+    def __iter__(self) -> Iterator[Msg[T]]:
+        """Yield messages as they arrive, until an end marker (which is not yielded)."""
+        get = self._impl.get
+        try:
+            while True:
+                msg = get()
+                if msg.kind == _END:
+                    return
+                yield msg
+        finally:
+            self._impl.release()
+
+    def sorted(self, start: int = 0) -> Iterator[Msg[T]]:
+        """Yield messages in `order`, starting at `start`, until an end marker.
+
+        A message that arrives early waits until the ones before it have been
+        yielded. If the queue ends while some are still waiting (there was a
+        gap in the numbers), they are yielded in order at the end. A message
+        whose `order` was already passed (a duplicate) is yielded at once.
+        """
+        expected = start
+        waiting: list[tuple[int, int, Msg[T]]] = []  # a heap of (order, arrival, msg)
+        arrival = itertools.count()
+        for msg in self:
+            if msg.order < expected:
+                yield msg
+                continue
+            heapq.heappush(waiting, (msg.order, next(arrival), msg))
+            while waiting and waiting[0][0] == expected:
+                yield heapq.heappop(waiting)[2]
+                expected += 1
+        while waiting:
+            yield heapq.heappop(waiting)[2]
+
+    def items(self, cache: bool = False, sort: bool = False) -> Iterator[Msg[T]]:
+        """End the queue and yield the messages that are on it.
+
+        With `cache=True` the messages are kept, so calling `items()` again
+        yields the same messages (the queue is read only once). With
+        `sort=True` they come sorted by `order`.
+        """
+        if cache:
+            if self._cache is None:
+                self._cache = list(self.end())
+            msgs: Iterable[Msg[T]] = self._cache
+        else:
+            msgs = self.end()
+        if sort:
+            return iter(builtins.sorted(msgs, key=attrgetter("order")))
+        return iter(msgs)
+
+    def stop(self, workers: Worker | Iterable[Worker]) -> Q[T]:
+        """End the queue once per worker, then wait for all the workers to finish.
+
+        Raises (after every worker has finished):
+            Exception: the exception a worker's function raised, with the
+                worker's traceback as its `__cause__`. If several failed, the
+                first, with a note saying how many.
+            WorkerError: a worker process died (non-zero exit code or signal).
+                This is raised as soon as it is noticed; the other process
+                workers in `workers` are terminated first, as their queue may
+                have lost the messages the dead worker held.
+            TypeError: `workers` is not a `Worker` or an iterable of them.
+        """
+        group = _as_workers(workers)
+        for _ in group:
+            self.end()
+        _join_all(group)
+        return self
+
+    def qsize(self) -> int:
+        """Approximate number of messages waiting (end markers included)."""
+        return self._impl.qsize()
+
+    def empty(self) -> bool:
+        """`True` if no message is waiting (approximate, like `qsize()`)."""
+        return self.qsize() == 0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A process queue travels only to a worker being started, which gets a
+        # private pair of pipes to the home (see _Attach). Anywhere else there
+        # would be no pipe to talk through.
+        if self.kind == "thread":
+            raise TypeError("a Q('thread') can't be sent to a process worker; use Q() (a process queue)")
+        attach = _Attach.current()
+        if attach is None or not isinstance(self._impl, _Home):
+            raise TypeError(
+                "a Q can be sent to a process worker only as an argument of ezq.run() "
+                "(or captured by an ezq.map task), not inside a message"
+            )
+        return (_attached_q, (attach.add(self),))
+
+
+## Workers ##
+
+
+class Worker:
+    """A function running in its own process or thread, started by `run` or `run_thread`.
+
+    Use `Q.stop()` or `join()` to wait for it; both raise if the function
+    raised (or the process died). A worker that is never waited for is
+    stopped when the program exits: process workers are terminated and thread
+    workers are daemon threads.
+    """
+
+    def __init__(self, name: str) -> None:
+        """Use `Worker.process` / `Worker.thread` (or `run` / `run_thread`) instead."""
+        self.name = name
+        """The worker's name, used in error messages."""
+        self._process: BaseProcess | None = None
+        self._thread: threading.Thread | None = None
+        self._handle: Connection | None = None  # readable when the worker has news
+        self._done = False
+        self._reported = False  # a process worker's report (b"" or an exception) was read
+        self._error: BaseException | None = None
+
+    @classmethod
+    def process(cls, task: Callable[..., Any], *args: Any, **kwargs: Any) -> Worker:
+        """Start `task(*args, **kwargs)` in a new process (a daemon) and return its `Worker`.
+
+        The task and its arguments are pickled (with `dill` where `pickle`
+        can't), so lambdas and closures work with every start method. Process
+        queues (`Q()`) among the arguments connect the worker to their home.
+
+        Raises:
+            TypeError: `task` is not callable, or an argument can't be pickled.
+            RuntimeError: called inside a process worker (process workers can
+                start thread workers, but not process workers).
+        """
+        _check_callable(task)
+        _check_can_start_processes()
+        worker = cls(_worker_name(task))
+        payload = _Payload.dump((task, args, kwargs), what="the task or its arguments")
+        status_r, status_w = multiprocessing.Pipe(duplex=False)
+        _PARENT_ONLY.add(status_r)
+        worker._handle = status_r
+        worker._process = payload.start(_process_worker, (status_w,), worker.name)
+        return worker
+
+    @classmethod
+    def thread(cls, task: Callable[..., Any], *args: Any, **kwargs: Any) -> Worker:
+        """Start `task(*args, **kwargs)` in a new (daemon) thread and return its `Worker`.
+
+        Raises:
+            TypeError: `task` is not callable.
+        """
+        _check_callable(task)
+        worker = cls(_worker_name(task))
+        done_r, done_w = multiprocessing.Pipe(duplex=False)
+        worker._handle = done_r
+        worker._thread = threading.Thread(
+            target=worker._run_in_thread, args=(task, args, kwargs, done_w), name=worker.name, daemon=True
+        )
+        worker._thread.start()
+        return worker
+
+    def _run_in_thread(self, task: Callable[..., Any], args: Any, kwargs: Any, done: Connection) -> None:
+        try:
+            task(*args, **kwargs)
+        except BaseException as exc:  # reported by join() / stop()
+            self._error = exc
+        finally:
+            done.send_bytes(b"")
+            done.close()
+
+    def __repr__(self) -> str:
+        kind = "process" if self._process else "thread"
+        return f"<ezq.Worker {kind} {self.name!r} alive={self.is_alive()}>"
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of a process worker; `None` for a thread worker."""
+        return self._process.pid if self._process else None
+
+    @property
+    def exitcode(self) -> int | None:
+        """Exit code of a finished process worker (negative: killed by that signal); else `None`."""
+        return self._process.exitcode if self._process else None
+
+    def is_alive(self) -> bool:
+        """`True` while the worker's function is running."""
+        if self._process:
+            return self._process.is_alive()
+        return self._thread is not None and self._thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait until the worker finishes (or `timeout` seconds pass).
+
+        Raises:
+            Exception: the exception the worker's function raised, with the
+                worker's traceback as its `__cause__` for a process worker.
+            WorkerError: the worker process died (non-zero exit code or signal).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._done:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not _wait_for(self._waitables(), wait) and deadline is not None:
+                return  # timed out
+            self._collect()
+        if self._error is not None:
+            raise self._error
+
+    def _waitables(self) -> list[Any]:
+        """Handles that become ready when this worker has news."""
+        if self._process is None:
+            return [self._handle]
+        return ([] if self._reported else [self._handle]) + [self._process.sentinel]
+
+    def _collect(self) -> None:
+        """Read what the worker has reported; mark it done if it has finished."""
+        handle = self._handle
+        if self._done or handle is None:
+            return
+        if self._thread is not None:
+            if handle.poll():
+                self._thread.join()
+                self._finish()
+            return
+        process = self._process
+        assert process is not None
+        if not self._reported and handle.poll():
+            try:
+                report = handle.recv_bytes()
+            except (EOFError, OSError):  # it exited without a word
+                report = b""
+            if report:
+                self._error = _safe_unpack_exception(report)
+            self._reported = True
+        if process.exitcode is None:
+            return
+        code = process.exitcode
+        if self._error is None and code:
+            self._error = WorkerError(
+                f"worker {self.name} (pid {process.pid}) {_describe_exit(code)}", self.name, code
+            )
+        self._finish()
+
+    def _finish(self) -> None:
+        self._done = True
+        if self._handle is not None:
+            self._handle.close()
+            _PARENT_ONLY.discard(self._handle)
+
+    def _died(self) -> bool:
+        """`True` if this finished process worker died instead of returning or raising."""
+        return isinstance(self._error, WorkerError) and self._error.exitcode is not None
+
+    def _terminate(self) -> None:
+        """Stop a process worker now (thread workers can't be stopped)."""
+        if self._process is not None and not self._done:
+            _kill([self._process])
+            self._collect()
+
+
+def run(task: Callable[..., Any], *args: Any, **kwargs: Any) -> Worker:
+    """Start `task(*args, **kwargs)` in a process worker (alias of `Worker.process`)."""
+    return Worker.process(task, *args, **kwargs)
+
+
+def run_thread(task: Callable[..., Any], *args: Any, **kwargs: Any) -> Worker:
+    """Start `task(*args, **kwargs)` in a thread worker (alias of `Worker.thread`)."""
+    return Worker.thread(task, *args, **kwargs)
+
+
+## map ##
+
+
+def map(
+    task: Callable[..., R],
+    *iterables: Iterable[Any],
+    num: int | None = None,
+    kind: Kind = "process",
+    chunksize: int | None = None,
+    ordered: bool = True,
+) -> Iterator[R]:
+    """Call `task` on items of `iterables` in parallel and yield the results.
+
+    With several iterables, `task` gets one item of each (as `zip` would give
+    them). Input is read lazily, with a bounded number of items in flight, so
+    an endless generator is fine; the workers start when the first result is
+    asked for and stop when the last one has been yielded (or the iterator is
+    closed or dropped).
+
+    Args:
+        num: number of workers; default `NUM_CPUS` for processes,
+            `NUM_THREADS` for threads.
+        kind: `"process"` (for CPU-bound work) or `"thread"` (for I/O).
+        chunksize: items sent to a worker at a time. By default it adapts so
+            that each chunk takes a few milliseconds.
+        ordered: if `False`, yield results as they finish instead of in input order.
+
+    Raises:
+        Exception: the first exception a task raised, with its original type
+            (and the worker's traceback as `__cause__` for processes), after
+            the results before it. The remaining work is cancelled.
+        WorkerError: a worker process died (the message names its exit code or signal).
+        TypeError / ValueError: bad arguments, at the call.
+    """
+    _check_callable(task)
+    if not iterables:
+        raise TypeError("map() needs at least one iterable")
+    if kind not in ("process", "thread"):
+        raise ValueError(f"map kind must be 'process' or 'thread', not {kind!r}")
+    num = _check_count("num", num, NUM_CPUS if kind == "process" else NUM_THREADS)
+    fixed = None if chunksize is None else _check_count("chunksize", chunksize, 1)
+    star = len(iterables) > 1
+    items: Iterator[Any] = zip(*iterables, strict=False) if star else iter(iterables[0])
+    if kind == "process":
+        _check_can_start_processes()
+        payload = _Payload.dump((task, star), what="the map task")
+        pool: _Pool = _ProcessPool(payload, num)
+    else:
+        pool = _ThreadPool(task, star, num)
+    return _run_map(pool, items, _Chunker(fixed, pool.seconds_per_chunk), ordered)
+
+
+## Internals ##
+
+# Messages on a process queue travel as "frames": bytes of a pickled
+# (data, kind, order) tuple, tagged with one byte when they are not a plain
+# message. A pickle starts with b"\x80", so the tags can't be confused with one.
+_END_TAG = b"E"  # an end marker: the home never puts two in one batch
+_DEMAND_TAG = b"D"  # reader -> home: "send me up to n frames" (n follows, 4 bytes)
+_RETURN_TAG = b"R"  # reader -> home: unread frames handed back (a pickled list)
+
+_BATCH_BYTES = 1 << 20
+"""A batch sent to a reader stops growing after this many bytes."""
+
+_BATCH_MAX = 4096
+"""Most frames a reader asks for at once."""
+
+_BATCH_SECONDS = 0.002
+"""Readers size their requests so that one batch takes about this long to consume."""
+
+
+def _encode(data: Any, kind: str, order: int) -> bytes:
+    frame = _dumps((data, kind, order), what="the message data")
+    return _END_TAG + frame if kind == _END else frame
+
+
+def _decode(frame: bytes) -> Msg[Any]:
+    if frame[:1] == _END_TAG:
+        return Msg(*pickle.loads(memoryview(frame)[1:]))
+    return Msg(*pickle.loads(frame))
+
+
+class _Local:
+    """The messages of a thread queue: `Msg` objects in a `queue.SimpleQueue`."""
+
+    def __init__(self) -> None:
+        self._q: queue.SimpleQueue[Msg[Any]] = queue.SimpleQueue()
+
+    def put(self, data: Any, kind: str, order: int) -> None:
+        self._q.put(Msg(data, kind, order))
+
+    def get(self) -> Msg[Any]:
+        return self._q.get()
+
+    def release(self) -> None:
+        pass
+
+    def qsize(self) -> int:
+        return self._q.qsize()
+
+
+class _Home:
+    """The messages of a process queue, kept in the process that created it.
+
+    Invariants (under `lock`): a channel is in `hungry` only while its reader
+    waits for a batch and `frames` is empty (else it would have been served);
+    each reader has at most one request outstanding.
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.forked = False  # set in a forked child: this copy is not the home
+        self.lock = threading.Lock()
+        self.ready = threading.Condition(self.lock)
+        self.frames: collections.deque[bytes] = collections.deque()
+        self.local_waiters = 0
+        self.hungry: collections.deque[_Channel] = collections.deque()
+        self.channels: list[_Channel] = []
+        self.shared_size: Any = None  # a RawValue the home keeps at len(frames), for remote qsize()
+        _HOMES.add(self)
+
+    def _check_home(self) -> None:
+        if self.forked:
+            raise RuntimeError(
+                f"this Q belongs to process {self.pid}; to use it in a worker, "
+                "pass it to ezq.run() as an argument instead of using a global"
+            )
+
+    def put(self, data: Any, kind: str, order: int) -> None:
+        self._check_home()
+        frame = _encode(data, kind, order)
+        if kind == _END:
+            # Messages that finished workers wrote must come before the end
+            # marker, even if a relay thread has not read them yet.
+            self.flush()
+        self.append(frame)
+
+    def append(self, frame: bytes) -> None:
+        with self.lock:
+            self.frames.append(frame)
+            sends = self._dispatch()
+            if self.local_waiters and self.frames:
+                self.ready.notify()
+            self._resized()
+        self._send(sends)
+
+    def get(self) -> Msg[Any]:
+        self._check_home()
+        with self.lock:
+            while not self.frames:
+                self.local_waiters += 1
+                try:
+                    self.ready.wait()
+                finally:
+                    self.local_waiters -= 1
+            frame = self.frames.popleft()
+            self._resized()
+        return _decode(frame)
+
+    def release(self) -> None:
+        pass
+
+    def qsize(self) -> int:
+        return len(self.frames)
+
+    def flush(self) -> None:
+        """Read every frame already written to an uplink."""
+        for channel in list(self.channels):
+            with channel.read_lock:
+                channel.read_available()
+
+    def ask(self, channel: _Channel, n: int) -> None:
+        """`channel`'s reader wants up to `n` frames."""
+        with self.lock:
+            channel.demand = n
+            self.hungry.append(channel)
+            sends = self._dispatch()
+        self._send(sends)
+
+    def give_back(self, frames: list[bytes]) -> None:
+        """A reader returned frames it did not read: they go first in line."""
+        with self.lock:
+            self.frames.extendleft(reversed(frames))
+            sends = self._dispatch()
+            if self.local_waiters:
+                self.ready.notify_all()
+            self._resized()
+        self._send(sends)
+
+    def _dispatch(self) -> list[tuple[_Channel, list[bytes]]]:
+        """Take a batch for each waiting reader (call with the lock held)."""
+        sends = []
+        frames = self.frames
+        while frames and self.hungry:
+            channel = self.hungry.popleft()
+            batch: list[bytes] = []
+            size = 0
+            while frames and len(batch) < channel.demand and size < _BATCH_BYTES:
+                frame = frames.popleft()
+                batch.append(frame)
+                size += len(frame)
+                if frame[:1] == _END_TAG:
+                    break  # one end marker per batch: each reader stops at its own
+            sends.append((channel, batch))
+        return sends
+
+    def _send(self, sends: list[tuple[_Channel, list[bytes]]]) -> None:
+        for channel, batch in sends:
+            if not channel.send(batch):  # the reader is gone: keep its batch
+                self.drop(channel)
+                self.give_back(batch)
+
+    def _resized(self) -> None:
+        if self.shared_size is not None:
+            self.shared_size.value = len(self.frames)
+
+    def open_channel(self) -> tuple[_Channel, tuple[Connection, Connection, Any]]:
+        """A new channel to a worker about to start, and the ends the worker gets."""
+        self._check_home()
+        if self.shared_size is None:
+            self.shared_size = multiprocessing.RawValue("q", len(self.frames))
+        up_r, up_w = multiprocessing.Pipe(duplex=False)
+        down_r, down_w = multiprocessing.Pipe(duplex=False)
+        channel = _Channel(self, up_r, down_w)
+        with self.lock:
+            self.channels.append(channel)
+        return channel, (up_w, down_r, self.shared_size)
+
+    def drop(self, channel: _Channel) -> None:
+        """Forget a channel whose worker has gone (its relay thread closes the pipes)."""
+        with self.lock:
+            if channel in self.hungry:
+                self.hungry.remove(channel)
+            if channel in self.channels:
+                self.channels.remove(channel)
+
+
+class _Channel:
+    """The home's end of one worker's pipes to a process queue, with its relay thread."""
+
+    def __init__(self, home: _Home, up: Connection, down: Connection) -> None:
+        self.home = home
+        self.up = up  # frames and requests from the worker
+        self.down = down  # batches to the worker
+        self.read_lock = threading.Lock()
+        self.write_lock = threading.Lock()
+        self.demand = 0
+        _PARENT_ONLY.add(up)
+        _PARENT_ONLY.add(down)
+
+    def start(self, process: BaseProcess) -> None:
+        """Relay frames from the worker until it closes its end or exits."""
+        self.process = process  # keeps process.sentinel open while we wait on it
+        threading.Thread(target=self._relay, name=f"ezq-relay-{process.name}", daemon=True).start()
+
+    def _relay(self) -> None:
+        sentinel = self.process.sentinel
+        try:
+            while True:
+                ready = _wait_for([self.up, sentinel])
+                with self.read_lock:
+                    closed = self.read_available()
+                if closed or sentinel in ready:
+                    return  # everything the worker wrote has been read
+        finally:
+            self.home.drop(self)
+            self.close()
+
+    def read_available(self) -> bool:
+        """Handle every frame that can be read now; `True` once the worker closed its end."""
+        up, home = self.up, self.home
+        try:
+            while up.poll():
+                frame = up.recv_bytes()
+                tag = frame[:1]
+                if tag == _DEMAND_TAG:
+                    home.ask(self, int.from_bytes(frame[1:], "little"))
+                elif tag == _RETURN_TAG:
+                    home.give_back(pickle.loads(memoryview(frame)[1:]))
+                else:
+                    home.append(frame)
+        except (EOFError, OSError):
+            return True
+        return False
+
+    def send(self, batch: list[bytes]) -> bool:
+        """Send one batch to the reader; `False` if it is gone."""
+        data = pickle.dumps(batch, protocol=5)
+        try:
+            with self.write_lock:
+                self.down.send_bytes(data)
+        except OSError:  # BrokenPipeError, or we already closed the pipe
+            return False
+        return True
+
+    def close(self) -> None:
+        with self.read_lock:
+            self.up.close()
+        with self.write_lock:
+            self.down.close()
+
+
+class _Remote:
+    """A worker's end of its pipes to a process queue's home."""
+
+    def __init__(self, up: Connection, down: Connection, shared_size: Any) -> None:
+        self.up = up
+        self.down = down
+        self.shared_size = shared_size
+        self.read_lock = threading.Lock()
+        self.write_lock = threading.Lock()
+        self.buffer: collections.deque[bytes] = collections.deque()
+        self.batch = 1  # frames to ask for next time
+        self.received = 0.0  # when the last batch arrived
+
+    def put(self, data: Any, kind: str, order: int) -> None:
+        self._send(_encode(data, kind, order))
+
+    def _send(self, frame: bytes) -> None:
+        try:
+            with self.write_lock:
+                self.up.send_bytes(frame)
+        except OSError as exc:
+            raise _home_gone() from exc
+
+    def get(self) -> Msg[Any]:
+        with self.read_lock:
+            if not self.buffer:
+                self._refill()
+            frame = self.buffer.popleft()
+        return _decode(frame)
+
+    def _refill(self) -> None:
+        # Ask for more while a batch is consumed quickly, for fewer round
+        # trips; ask for one at a time when each message takes long, so
+        # that other readers get a fair share of slow work.
+        took = time.perf_counter() - self.received
+        if took < _BATCH_SECONDS:
+            self.batch = min(_BATCH_MAX, self.batch * 2)
+        else:
+            self.batch = max(1, int(self.batch * _BATCH_SECONDS / took))
+        self._send(_DEMAND_TAG + self.batch.to_bytes(4, "little"))
+        try:
+            batch = pickle.loads(self.down.recv_bytes())
+        except (EOFError, OSError) as exc:
+            raise _home_gone() from exc
+        self.buffer.extend(batch)
+        self.received = time.perf_counter()
+
+    def release(self) -> None:
+        """Hand frames we fetched but nobody read back to the home."""
+        with self.read_lock:
+            if self.buffer:
+                frames = list(self.buffer)
+                self.buffer.clear()
+                try:
+                    self._send(_RETURN_TAG + pickle.dumps(frames, protocol=5))
+                except RuntimeError:  # the home is gone: nobody left to give them to
+                    pass
+
+    def qsize(self) -> int:
+        return int(self.shared_size.value) + len(self.buffer)
+
+    def close(self) -> None:
+        self.release()
+        self.up.close()
+        self.down.close()
+
+
+def _home_gone() -> RuntimeError:
+    return RuntimeError("the process that created this Q has exited")
+
+
+## Serialization ##
+
+
+def _dumps(obj: Any, what: str) -> bytes:
+    """Pickle `obj`; use `dill` for what `pickle` can't do (lambdas, closures, ...).
+
+    Raises:
+        TypeError: neither can pickle it; the message names `what` and why.
+    """
+    try:
+        data = pickle.dumps(obj, protocol=5)
+    except Exception as exc:
+        return _dill_dumps(obj, what, exc)
+    # Under spawn and forkserver a child finds __main__'s functions by
+    # importing the main script; without one (python -c, a REPL), they
+    # must travel by value.
+    if b"__main__" in data and _main_needs_value():
+        return _dill_dumps(obj, what, None)
+    return data
+
+
+def _dill_dumps(obj: Any, what: str, why: Exception | None) -> bytes:
+    try:
+        import dill  # type: ignore[import-untyped]
+    except ImportError:
+        raise TypeError(
+            f"cannot pickle {what} ({type(obj).__name__}): {why}; "
+            "install dill (pip install dill) to send lambdas, closures and the like to process workers"
+        ) from why
+    try:
+        return cast(bytes, dill.dumps(obj, protocol=5, recurse=True))
+    except Exception as exc:
+        raise TypeError(f"cannot pickle {what} ({type(obj).__name__}): {exc}") from exc
+
+
+def _main_needs_value() -> bool:
+    """`True` if children can't import `__main__` to find its functions."""
+    method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+    if method == "fork":
+        return False
+    main = sys.modules.get("__main__")
+    return getattr(main, "__file__", None) is None and getattr(main, "__spec__", None) is None
+
+
+class _Attach:
+    """Collects the process queues found while pickling what a worker gets.
+
+    Each such queue is given a private channel per worker, passed to the
+    worker as a `Process` argument so that `multiprocessing` hands over the
+    pipes under every start method.
+    """
+
+    _local = threading.local()
+
+    def __init__(self) -> None:
+        self.queues: list[Q[Any]] = []
+
+    @classmethod
+    def current(cls) -> _Attach | None:
+        return cast("_Attach | None", getattr(cls._local, "attach", None))
+
+    def add(self, q: Q[Any]) -> int:
+        for index, known in enumerate(self.queues):
+            if known is q:
+                return index
+        self.queues.append(q)
+        return len(self.queues) - 1
+
+
+_ATTACHED: list[Q[Any]] = []  # in a worker: its queues, while its payload is unpickled
+
+
+def _attached_q(index: int) -> Q[Any]:
+    """Rebuild a pickled `Q` in a worker (see `Q.__reduce__`)."""
+    return _ATTACHED[index]
+
+
+class _Payload:
+    """What a new process worker needs: pickled bytes and the queues they mention."""
+
+    def __init__(self, data: bytes, queues: list[Q[Any]]) -> None:
+        self.data = data
+        self.queues = queues
+
+    @classmethod
+    def dump(cls, obj: Any, what: str) -> _Payload:
+        attach = _Attach()
+        _Attach._local.attach = attach
+        try:
+            data = _dumps(obj, what)
+        finally:
+            _Attach._local.attach = None
+        return cls(data, attach.queues)
+
+    def start(self, target: Callable[..., None], args: tuple[Any, ...], name: str) -> BaseProcess:
+        """Start a daemon process running `target(payload, queue_ends, lifeline, *args)`."""
+        with _START_LOCK:  # so no other worker inherits this one's pipe ends under fork
+            channels = []
+            ends = []
+            try:
+                for q in self.queues:
+                    channel, child_ends = cast(_Home, q._impl).open_channel()
+                    channels.append(channel)
+                    ends.append(child_ends)
+                context = multiprocessing.get_context()
+                process = context.Process(
+                    target=target, args=(self.data, ends, _lifeline(), *args), name=name, daemon=True
+                )
+                process.start()
+            except BaseException:
+                for channel in channels:
+                    channel.home.drop(channel)
+                    channel.close()
+                raise
+            finally:
+                for up_w, down_r, _ in ends:  # the child has its copies now
+                    up_w.close()
+                    down_r.close()
+                for arg in args:
+                    if isinstance(arg, Connection):
+                        arg.close()
+        for channel in channels:
+            channel.start(process)
+        return process
+
+    @staticmethod
+    def load(data: bytes, ends: list[tuple[Connection, Connection, Any]]) -> tuple[Any, list[_Remote]]:
+        """In a worker: unpickle the payload, connecting its queues to their homes."""
+        remotes = [_Remote(*end) for end in ends]
+        queues: list[Q[Any]] = []
+        for remote in remotes:
+            q: Q[Any] = Q.__new__(Q)
+            q._impl, q.kind, q._cache = remote, "process", None
+            queues.append(q)
+        _ATTACHED[:] = queues
+        try:
+            return pickle.loads(data), remotes
+        finally:
+            _ATTACHED.clear()
+
+
+## Remote exceptions ##
+
+
+class _RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker process (its `__cause__`)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _pack_exception(exc: BaseException) -> bytes:
+    """Pickle an exception with its traceback text, to raise it in another process."""
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        return pickle.dumps((exc, text), protocol=5)
+    except Exception:  # an exception that won't pickle travels as text
+        return pickle.dumps((None, (type(exc).__qualname__, str(exc)), text), protocol=5)
+
+
+def _unpack_exception(data: bytes) -> BaseException:
+    """Rebuild an exception packed by `_pack_exception`, the remote traceback as `__cause__`."""
+    packed = pickle.loads(data)
+    text = packed[-1]
+    exc: BaseException
+    if packed[0] is not None:
+        exc = packed[0]
+    else:
+        type_name, message = packed[1]
+        exc = WorkerError(f"{type_name}: {message}")
+    exc.__cause__ = _RemoteTraceback(f'\n"""\n{text}"""')
+    return exc
+
+
+def _safe_unpack_exception(data: bytes) -> BaseException:
+    try:
+        return _unpack_exception(data)
+    except Exception as exc:  # e.g. its class can't be imported here
+        return WorkerError(f"a worker raised an exception that could not be unpickled here: {exc!r}")
+
+
+## Process workers ##
+
+_START_LOCK = threading.Lock()
+_IN_WORKER = False  # True inside a process worker
+_HOMES: weakref.WeakSet[_Home] = weakref.WeakSet()
+_PARENT_ONLY: weakref.WeakSet[Connection] = weakref.WeakSet()  # closed in forked children
+_LIFELINE: tuple[Connection, Connection] | None = None
+_worker_count = itertools.count(1)
+
+
+def _lifeline() -> Connection:
+    """A pipe whose write end only this process holds: workers exit when it closes."""
+    global _LIFELINE
+    if _LIFELINE is None:
+        read_end, write_end = multiprocessing.Pipe(duplex=False)
+        _PARENT_ONLY.add(write_end)
+        _LIFELINE = (read_end, write_end)
+    return _LIFELINE[0]
+
+
+def _after_fork_in_child() -> None:
+    # A forked child has copies of this process's ezq pipes. It must not keep
+    # them open (the parent would never see end-of-file on them) nor use them.
+    global _LIFELINE
+    for home in list(_HOMES):
+        home.forked = True
+    for conn in list(_PARENT_ONLY):
+        try:
+            conn.close()
+        except OSError:
+            pass
+    _PARENT_ONLY.clear()
+    _LIFELINE = None
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _watch_parent(lifeline: Connection) -> None:
+    """Exit this worker when its parent has gone (even if it was SIGKILLed)."""
+    try:
+        lifeline.recv_bytes()
+    except (EOFError, OSError):
+        pass
+    os._exit(1)
+
+
+def _worker_setup(lifeline: Connection) -> None:
+    """First steps of every worker process."""
+    global _IN_WORKER
+    _IN_WORKER = True
+    # Ctrl-C in a terminal signals the whole process group; the parent decides
+    # what happens, and workers don't print a traceback each.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_watch_parent, args=(lifeline,), name="ezq-lifeline", daemon=True).start()
+
+
+def _process_worker(
+    data: bytes, ends: list[tuple[Connection, Connection, Any]], lifeline: Connection, status: Connection
+) -> None:
+    """Body of a `Worker.process`: run the task, then report how it ended."""
+    _worker_setup(lifeline)
+    remotes: list[_Remote] = []
+    report = b""
+    try:
+        (task, args, kwargs), remotes = _Payload.load(data, ends)
+        task(*args, **kwargs)
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        report = _pack_exception(exc)
+    finally:
+        for remote in remotes:
+            remote.close()
+    status.send_bytes(report)
+    if report:
+        sys.exit(1)
+
+
+def _check_can_start_processes() -> None:
+    if _IN_WORKER:
+        raise RuntimeError(
+            "a process worker can't start process workers (they are daemonic processes); "
+            "start thread workers instead: ezq.run_thread() or ezq.map(..., kind='thread')"
+        )
+
+
+def _worker_name(task: Callable[..., Any]) -> str:
+    return f"{getattr(task, '__name__', type(task).__name__)}-{next(_worker_count)}"
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def _kill(processes: Iterable[BaseProcess]) -> None:
+    """Terminate processes and wait for them to go."""
+    alive = [p for p in processes if p.is_alive()]
+    for process in alive:
+        process.terminate()
+    for process in alive:
+        process.join(1.0)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+def _as_workers(workers: Worker | Iterable[Worker]) -> list[Worker]:
+    group = [workers] if isinstance(workers, Worker) else workers
+    try:
+        group = list(group)
+    except TypeError:
+        raise TypeError(
+            f"expected a Worker or an iterable of Workers, not {type(workers).__name__}"
+        ) from None
+    for worker in group:
+        if not isinstance(worker, Worker):
+            raise TypeError(f"expected a Worker or an iterable of Workers, got a {type(worker).__name__}")
+    return group
+
+
+def _join_all(workers: list[Worker]) -> None:
+    """Wait for every worker; raise the first failure (see `Q.stop`)."""
+    pending = [w for w in workers if not w._done]
+    dead: Worker | None = None
+    try:
+        while pending and dead is None:
+            _wait_for([h for w in pending for h in w._waitables()])
+            for worker in list(pending):
+                worker._collect()
+                if worker._done:
+                    pending.remove(worker)
+                    if dead is None and worker._died():
+                        dead = worker
+    finally:
+        for worker in pending:  # a worker died, or Ctrl-C: take the others down
+            worker._terminate()
+    if dead is not None:
+        error = dead._error
+        assert error is not None
+        if pending:
+            _add_note(error, f"ezq terminated the {len(pending)} other worker(s) being stopped")
+        raise error
+    failed = [w._error for w in workers if w._error is not None]
+    if failed:
+        if len(failed) > 1:
+            _add_note(failed[0], f"{len(failed)} of {len(workers)} workers failed; this is the first error")
+        raise failed[0]
+
+
+def _add_note(error: BaseException, note: str) -> None:
+    """`error.add_note(note)` where Python has it (3.11+)."""
+    if hasattr(error, "add_note"):
+        error.add_note(note)
+
+
+## map internals ##
+
+_DEPTH = 2
+"""Chunks a worker holds at once: one it works on and one waiting, so it never idles."""
+
+_WINDOW = 4
+"""In input order, at most this many chunks per worker are in flight or waiting to be yielded."""
+
+_CHUNK_BYTES = 1 << 20
+"""A chunk stops growing at about this many pickled bytes."""
+
+_CHUNK_MAX = 1 << 16
+"""Most items in one chunk."""
+
+
+class _Chunker:
+    """Decides how many items go into the next chunk.
+
+    Chunks start at one item and grow (at most 8x per step) until a chunk
+    takes about `seconds` of work, so that tiny tasks are batched while slow
+    tasks are sent one by one and stay balanced between workers.
+    """
+
+    def __init__(self, fixed: int | None, seconds: float) -> None:
+        self.fixed = fixed
+        self.seconds = seconds
+        self.size = fixed or 1
+        self.item_bytes = 0.0
+
+    def record(self, items: int, seconds: float) -> None:
+        if self.fixed or items == 0:
+            return
+        per_item = max(seconds / items, 1e-7)
+        want = self.seconds / per_item
+        if self.item_bytes:
+            want = min(want, _CHUNK_BYTES / self.item_bytes)
+        self.size = max(1, min(int(want), self.size * 8, _CHUNK_MAX))
+
+    def sent(self, items: int, nbytes: int) -> None:
+        if not self.fixed and items and nbytes:
+            self.item_bytes = nbytes / items
+            self.size = max(1, min(self.size, int(_CHUNK_BYTES / self.item_bytes)))
+
+
+class _Done:
+    """A finished chunk: its results, and the exception that stopped it (if any)."""
+
+    __slots__ = ("error", "job", "results", "seconds")
+
+    def __init__(self, job: int, results: list[Any], error: BaseException | None, seconds: float) -> None:
+        self.job = job
+        self.results = results
+        self.error = error
+        self.seconds = seconds
+
+
+class _Pool:
+    """Workers that run chunks of a map: the scheduler's view of them."""
+
+    seconds_per_chunk = 0.005
+    num = 1
+
+    def free(self) -> bool:
+        """`True` if another chunk can be submitted now."""
+        raise NotImplementedError
+
+    def submit(self, job: int, chunk: list[Any]) -> int:
+        """Send a chunk to a worker; return its size in bytes (0 if not pickled)."""
+        raise NotImplementedError
+
+    def wait(self) -> list[_Done]:
+        """Block until at least one chunk is done; return the finished ones."""
+        raise NotImplementedError
+
+    def close(self, abort: bool) -> None:
+        """Stop the workers: let them finish, or (abort) stop them now."""
+        raise NotImplementedError
+
+
+def _run_map(pool: _Pool, items: Iterator[Any], chunker: _Chunker, ordered: bool) -> Iterator[Any]:
+    """Feed chunks of `items` to `pool` and yield the results (the body of `map`)."""
+    done: dict[int, _Done] = {}
+    sizes: dict[int, int] = {}  # job -> items, for the jobs in flight
+    next_job = 0
+    next_out = 0  # the next job whose results are yielded (in order)
+    exhausted = False
+    failed = False
+    window = _WINDOW * pool.num
+    finished = False
+    try:
+        while True:
+            while not exhausted and not failed and pool.free() and next_job - next_out < window:
+                chunk = list(itertools.islice(items, chunker.size))
+                if not chunk:
+                    exhausted = True
+                    break
+                chunker.sent(len(chunk), pool.submit(next_job, chunk))
+                sizes[next_job] = len(chunk)
+                next_job += 1
+            if exhausted and next_out == next_job:
+                finished = True
+                return
+            for result in pool.wait():
+                chunker.record(sizes.pop(result.job), result.seconds)
+                if result.error is not None:
+                    failed = True
+                if ordered:
+                    done[result.job] = result
+                else:
+                    next_out += 1
+                    yield from result.results
+                    if result.error is not None:
+                        raise result.error
+            while next_out in done:
+                result = done.pop(next_out)
+                next_out += 1
+                yield from result.results
+                if result.error is not None:
+                    raise result.error
+    finally:
+        pool.close(abort=not finished)
+
+
+class _ThreadPool(_Pool):
+    """Thread workers pulling chunks from one shared queue."""
+
+    seconds_per_chunk = 0.001
+
+    def __init__(self, task: Callable[..., Any], star: bool, num: int) -> None:
+        self.num = num
+        self.task = task
+        self.star = star
+        self.jobs: queue.SimpleQueue[tuple[int, list[Any]] | None] = queue.SimpleQueue()
+        self.results: queue.SimpleQueue[_Done] = queue.SimpleQueue()
+        self.in_flight = 0
+        self.cancelled = False
+        self.threads = [
+            threading.Thread(target=self._work, name=f"ezq-map-{i}", daemon=True) for i in range(num)
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def _work(self) -> None:
+        task, star = self.task, self.star
+        while (job := self.jobs.get()) is not None:
+            if self.cancelled:
+                continue
+            job_id, chunk = job
+            results: list[Any] = []
+            append = results.append
+            error = None
+            start = time.perf_counter()
+            try:
+                if star:
+                    for args in chunk:
+                        append(task(*args))
+                else:
+                    for arg in chunk:
+                        append(task(arg))
+            except BaseException as exc:
+                error = exc
+            self.results.put(_Done(job_id, results, error, time.perf_counter() - start))
+
+    def free(self) -> bool:
+        return self.in_flight < _DEPTH * self.num
+
+    def submit(self, job: int, chunk: list[Any]) -> int:
+        self.jobs.put((job, chunk))
+        self.in_flight += 1
+        return 0
+
+    def wait(self) -> list[_Done]:
+        finished = [self.results.get()]
+        while not self.results.empty():
+            finished.append(self.results.get())
+        self.in_flight -= len(finished)
+        return finished
+
+    def close(self, abort: bool) -> None:
+        self.cancelled = abort
+        for _ in self.threads:
+            self.jobs.put(None)
+        if not abort:
+            for thread in self.threads:
+                thread.join()
+
+
+class _MapWorker:
+    """The parent's end of one process worker of a map."""
+
+    def __init__(self, process: BaseProcess, jobs: Connection, results: Connection) -> None:
+        self.process = process
+        self.jobs = jobs
+        self.results = results
+        self.in_flight: dict[int, int] = {}  # job -> first item index, for error messages
+
+
+class _ProcessPool(_Pool):
+    """Process workers, each with its own pipes; chunks go to the least busy one."""
+
+    def __init__(self, payload: _Payload, num: int) -> None:
+        self.num = num
+        self.workers: list[_MapWorker] = []
+        self.items_sent = 0
+        try:
+            for _ in range(num):
+                jobs_r, jobs_w = multiprocessing.Pipe(duplex=False)
+                results_r, results_w = multiprocessing.Pipe(duplex=False)
+                _grow_pipe(jobs_w)
+                _grow_pipe(results_w)
+                _PARENT_ONLY.add(jobs_w)
+                _PARENT_ONLY.add(results_r)
+                name = f"map-{next(_worker_count)}"
+                process = payload.start(_map_worker, (jobs_r, results_w), name)
+                self.workers.append(_MapWorker(process, jobs_w, results_r))
+        except BaseException:
+            self.close(abort=True)
+            raise
+        self.by_handle: dict[Any, _MapWorker] = {}
+        for worker in self.workers:
+            self.by_handle[worker.results] = worker
+            self.by_handle[worker.process.sentinel] = worker
+
+    def free(self) -> bool:
+        return any(len(w.in_flight) < _DEPTH for w in self.workers)
+
+    def submit(self, job: int, chunk: list[Any]) -> int:
+        worker = min(self.workers, key=lambda w: len(w.in_flight))
+        try:
+            data = pickle.dumps((job, chunk), protocol=5)
+        except Exception:
+            data = _dumps_chunk(job, chunk, self.items_sent)
+        worker.jobs.send_bytes(data)
+        worker.in_flight[job] = self.items_sent
+        self.items_sent += len(chunk)
+        return len(data)
+
+    def wait(self) -> list[_Done]:
+        finished = []
+        for handle in _wait_for(list(self.by_handle)):
+            worker = self.by_handle[handle]
+            if handle is worker.results:
+                finished.extend(self._read(worker))
+        for handle in _wait_for([w.process.sentinel for w in self.workers], 0):
+            worker = self.by_handle[handle]
+            finished.extend(self._read(worker))  # whatever it sent before it died
+            worker.process.join()
+            code = worker.process.exitcode
+            what = ""
+            if worker.in_flight:
+                first = min(worker.in_flight.values())
+                what = f" while running items from {first}"
+            name = worker.process.name
+            how = _describe_exit(code or 0)
+            raise WorkerError(f"map worker {name} (pid {worker.process.pid}) {how}{what}", name, code)
+        return finished
+
+    def _read(self, worker: _MapWorker) -> list[_Done]:
+        finished = []
+        try:
+            while worker.results.poll():
+                job, results, error, seconds = pickle.loads(worker.results.recv_bytes())
+                if job == -1:  # the worker could not even load the task
+                    raise _safe_unpack_exception(error[1])
+                first = worker.in_flight.pop(job)
+                exc = None
+                if error is not None:
+                    index, packed = error
+                    exc = _safe_unpack_exception(packed)
+                    _add_note(exc, f"raised by ezq.map for input item {first + index}")
+                finished.append(_Done(job, results, exc, seconds))
+        except (EOFError, OSError):
+            pass
+        return finished
+
+    def close(self, abort: bool) -> None:
+        for worker in self.workers:
+            worker.jobs.close()  # the worker exits at end-of-file
+        if abort:
+            _kill([w.process for w in self.workers])
+        for worker in self.workers:
+            worker.process.join()
+            worker.results.close()
+
+
+def _grow_pipe(conn: Connection) -> None:
+    """Give a map pipe a 1 MiB buffer (Linux): fewer wake-ups for large items."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(conn.fileno(), getattr(fcntl, "F_SETPIPE_SZ"), _CHUNK_BYTES)  # noqa: B009 (Linux only)
+    except (ImportError, AttributeError, OSError):
+        pass
+
+
+def _dumps_chunk(job: int, chunk: list[Any], first: int) -> bytes:
+    """Pickle a chunk that `pickle` refused: use dill, or name the item that can't go."""
+    try:
+        return _dumps((job, chunk), what="a chunk of map input")
+    except TypeError:
+        for index, item in enumerate(chunk):
+            _dumps(item, what=f"map input item {first + index}")
+        raise
+
+
+def _map_worker(
+    data: bytes,
+    ends: list[tuple[Connection, Connection, Any]],
+    lifeline: Connection,
+    jobs: Connection,
+    results: Connection,
+) -> None:
+    """Body of a map process worker: run chunks until the parent closes `jobs`."""
+    _worker_setup(lifeline)
+    try:
+        (task, star), remotes = _Payload.load(data, ends)
+    except BaseException as exc:  # e.g. the task's module can't be imported here
+        results.send_bytes(pickle.dumps((-1, [], (0, _pack_exception(exc)), 0.0), protocol=5))
+        return
+    # Read jobs in a thread, so the parent's writes never wait on our work and
+    # it can't deadlock sending us a chunk while we send it results.
+    inbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+    threading.Thread(target=_read_jobs, args=(jobs, inbox), daemon=True).start()
+    while (job_data := inbox.get()) is not None:
+        job, chunk = pickle.loads(job_data)
+        out: list[Any] = []
+        append = out.append
+        error = None
+        start = time.perf_counter()
+        try:
+            if star:
+                for args in chunk:
+                    append(task(*args))
+            else:
+                for arg in chunk:
+                    append(task(arg))
+        except BaseException as exc:
+            error = (len(out), _pack_exception(exc))
+        seconds = time.perf_counter() - start
+        try:
+            reply = pickle.dumps((job, out, error, seconds), protocol=5)
+        except Exception:
+            reply = _dumps_results(job, out, error, seconds)
+        results.send_bytes(reply)
+    for remote in remotes:
+        remote.close()
+
+
+def _read_jobs(jobs: Connection, inbox: queue.SimpleQueue[bytes | None]) -> None:
+    try:
+        while True:
+            inbox.put(jobs.recv_bytes())
+    except (EOFError, OSError):
+        inbox.put(None)
+
+
+def _dumps_results(job: int, out: list[Any], error: Any, seconds: float) -> bytes:
+    """Pickle results that `pickle` refused, or report the first that can't be sent."""
+    try:
+        return _dumps((job, out, error, seconds), what="map results")
+    except TypeError:
+        for index, result in enumerate(out):
+            try:
+                _dumps(result, what=f"the result of map item {index} of its chunk")
+            except TypeError as exc:
+                return pickle.dumps((job, out[:index], (index, _pack_exception(exc)), seconds), protocol=5)
+        raise
+
+
+def _check_callable(task: object) -> None:
+    if not callable(task):
+        raise TypeError(f"task must be callable, not {type(task).__name__}: {task!r}")
+
+
+def _check_count(name: str, value: object, default: int) -> int:
+    if value is None:
+        return default
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int >= 1, not {type(value).__name__}: {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, not {value!r}")
+    return value
