@@ -48,6 +48,7 @@ import builtins
 import collections
 import heapq
 import itertools
+import math
 import multiprocessing
 import os
 import pickle
@@ -353,7 +354,6 @@ class Worker:
         worker = cls(_worker_name(task))
         payload = _Payload.dump((task, args, kwargs), what="the task or its arguments")
         status_r, status_w = multiprocessing.Pipe(duplex=False)
-        _PARENT_ONLY.add(status_r)
         worker._handle = status_r
         worker._process = payload.start(_process_worker, (status_w,), worker.name)
         return worker
@@ -407,17 +407,25 @@ class Worker:
     def join(self, timeout: float | None = None) -> None:
         """Wait until the worker finishes (or `timeout` seconds pass).
 
+        If the wait is interrupted (Ctrl-C), a process worker is terminated
+        before the exception goes on.
+
         Raises:
             Exception: the exception the worker's function raised, with the
                 worker's traceback as its `__cause__` for a process worker.
             WorkerError: the worker process died (non-zero exit code or signal).
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._done:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not _wait_for(self._waitables(), wait) and deadline is not None:
-                return  # timed out
-            self._collect()
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
+        try:
+            while not self._done:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return  # timed out
+                if _wait_for(self._waitables(), min(left, _TICK)):
+                    self._collect()
+        except BaseException:  # Ctrl-C: take the worker down with us
+            self._terminate()
+            raise
         if self._error is not None:
             raise self._error
 
@@ -445,7 +453,7 @@ class Worker:
             except (EOFError, OSError):  # it exited without a word
                 report = b""
             if report:
-                self._error = _safe_unpack_exception(report)
+                self._error = _unpack_exception(report, f"raised in worker {self.name} (pid {process.pid})")
             self._reported = True
         if process.exitcode is None:
             return
@@ -460,7 +468,6 @@ class Worker:
         self._done = True
         if self._handle is not None:
             self._handle.close()
-            _PARENT_ONLY.discard(self._handle)
 
     def _died(self) -> bool:
         """`True` if this finished process worker died instead of returning or raising."""
@@ -635,7 +642,7 @@ class _Home:
             while not self.frames:
                 self.local_waiters += 1
                 try:
-                    self.ready.wait()
+                    self.ready.wait(_TICK)
                 finally:
                     self.local_waiters -= 1
             frame = self.frames.popleft()
@@ -730,8 +737,6 @@ class _Channel:
         self.read_lock = threading.Lock()
         self.write_lock = threading.Lock()
         self.demand = 0
-        _PARENT_ONLY.add(up)
-        _PARENT_ONLY.add(down)
 
     def start(self, process: BaseProcess) -> None:
         """Relay frames from the worker until it closes its end or exits."""
@@ -739,6 +744,7 @@ class _Channel:
         threading.Thread(target=self._relay, name=f"ezq-relay-{process.name}", daemon=True).start()
 
     def _relay(self) -> None:
+        _block_ctrl_c()
         sentinel = self.process.sentinel
         try:
             while True:
@@ -1012,41 +1018,62 @@ class _RemoteTraceback(Exception):
 
 
 def _pack_exception(exc: BaseException) -> bytes:
-    """Pickle an exception with its traceback text, to raise it in another process."""
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    """Pickle an exception raised in a worker, with its traceback as text.
+
+    The traceback starts below the ezq function that caught it, so it shows
+    the user's code, not ours.
+    """
+    tb = exc.__traceback__.tb_next if exc.__traceback__ else None
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
     try:
         return pickle.dumps((exc, text), protocol=5)
     except Exception:  # an exception that won't pickle travels as text
         return pickle.dumps((None, (type(exc).__qualname__, str(exc)), text), protocol=5)
 
 
-def _unpack_exception(data: bytes) -> BaseException:
-    """Rebuild an exception packed by `_pack_exception`, the remote traceback as `__cause__`."""
-    packed = pickle.loads(data)
+def _unpack_exception(data: bytes, where: str) -> BaseException:
+    """Rebuild an exception packed by `_pack_exception`.
+
+    Like `concurrent.futures`, the worker's traceback becomes the `__cause__`,
+    so that a printed traceback shows where in the worker it failed, and
+    `except OriginalType:` still works in the caller.
+    """
+    try:
+        packed = pickle.loads(data)
+    except Exception as exc:  # e.g. its class can't be imported here
+        return WorkerError(f"an exception {where} can't be unpickled here: {exc!r}")
     text = packed[-1]
-    exc: BaseException
+    error: BaseException
     if packed[0] is not None:
-        exc = packed[0]
+        error = packed[0]
     else:
         type_name, message = packed[1]
-        exc = WorkerError(f"{type_name}: {message}")
-    exc.__cause__ = _RemoteTraceback(f'\n"""\n{text}"""')
-    return exc
-
-
-def _safe_unpack_exception(data: bytes) -> BaseException:
-    try:
-        return _unpack_exception(data)
-    except Exception as exc:  # e.g. its class can't be imported here
-        return WorkerError(f"a worker raised an exception that could not be unpickled here: {exc!r}")
+        error = WorkerError(f"{type_name}: {message}")
+    error.__cause__ = _RemoteTraceback(f'{where}\n"""\n{text}"""')
+    return error
 
 
 ## Process workers ##
 
+_TICK = 0.25
+"""Longest a blocking wait in ezq lasts before it returns to Python for a moment.
+
+A Ctrl-C's SIGINT may be delivered to any thread of the process; Python runs
+the handler (raising KeyboardInterrupt) in the main thread, but only once that
+thread runs Python code again, and a blocked wait is not interrupted when
+another thread took the signal. So waits are cut into slices of this length.
+"""
+
+
+def _block_ctrl_c() -> None:
+    """In one of ezq's own threads: leave SIGINT to other threads (the main one, ideally)."""
+    if hasattr(signal, "pthread_sigmask"):  # pragma: no branch
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
 _START_LOCK = threading.Lock()
 _IN_WORKER = False  # True inside a process worker
 _HOMES: weakref.WeakSet[_Home] = weakref.WeakSet()
-_PARENT_ONLY: weakref.WeakSet[Connection] = weakref.WeakSet()  # closed in forked children
 _LIFELINE: tuple[Connection, Connection] | None = None
 _worker_count = itertools.count(1)
 
@@ -1055,25 +1082,24 @@ def _lifeline() -> Connection:
     """A pipe whose write end only this process holds: workers exit when it closes."""
     global _LIFELINE
     if _LIFELINE is None:
-        read_end, write_end = multiprocessing.Pipe(duplex=False)
-        _PARENT_ONLY.add(write_end)
-        _LIFELINE = (read_end, write_end)
+        _LIFELINE = multiprocessing.Pipe(duplex=False)
     return _LIFELINE[0]
 
 
 def _after_fork_in_child() -> None:
-    # A forked child has copies of this process's ezq pipes. It must not keep
-    # them open (the parent would never see end-of-file on them) nor use them.
+    # A forked child gets copies of this process's queues and pipes. Its
+    # copies of our queues are not their home, so using them is an error
+    # (_Home._check_home). It must not hold the lifeline's write end, or it
+    # would never see its parent die. (We close nothing else: a relay thread
+    # may be half-way through closing a pipe at the moment of the fork, and
+    # its fd number may already belong to one of the child's own pipes.
+    # The lifeline is never closed, so its number is safe.)
     global _LIFELINE
     for home in list(_HOMES):
         home.forked = True
-    for conn in list(_PARENT_ONLY):
-        try:
-            conn.close()
-        except OSError:
-            pass
-    _PARENT_ONLY.clear()
-    _LIFELINE = None
+    if _LIFELINE is not None:
+        _LIFELINE[1].close()
+        _LIFELINE = None
 
 
 if hasattr(os, "register_at_fork"):  # pragma: no branch
@@ -1174,7 +1200,7 @@ def _join_all(workers: list[Worker]) -> None:
     dead: Worker | None = None
     try:
         while pending and dead is None:
-            _wait_for([h for w in pending for h in w._waitables()])
+            _wait_for([h for w in pending for h in w._waitables()], _TICK)
             for worker in list(pending):
                 worker._collect()
                 if worker._done:
@@ -1375,7 +1401,12 @@ class _ThreadPool(_Pool):
         return 0
 
     def wait(self) -> list[_Done]:
-        finished = [self.results.get()]
+        while True:
+            try:
+                finished = [self.results.get(timeout=_TICK)]
+                break
+            except queue.Empty:
+                pass
         while not self.results.empty():
             finished.append(self.results.get())
         self.in_flight -= len(finished)
@@ -1397,7 +1428,17 @@ class _MapWorker:
         self.process = process
         self.jobs = jobs
         self.results = results
-        self.in_flight: dict[int, int] = {}  # job -> first item index, for error messages
+        self.in_flight: dict[int, tuple[int, int]] = {}  # job -> (first item, items), for errors
+
+    def who(self) -> str:
+        return f"map worker {self.process.name} (pid {self.process.pid})"
+
+    def items(self, job: int | None = None) -> str:
+        """The input items of `job` (default: the one running now), for error messages."""
+        if job is None:
+            job = min(self.in_flight)  # a worker runs its jobs in order
+        first, count = self.in_flight[job]
+        return f"input item {first}" if count == 1 else f"input items {first}-{first + count - 1}"
 
 
 class _ProcessPool(_Pool):
@@ -1413,8 +1454,6 @@ class _ProcessPool(_Pool):
                 results_r, results_w = multiprocessing.Pipe(duplex=False)
                 _grow_pipe(jobs_w)
                 _grow_pipe(results_w)
-                _PARENT_ONLY.add(jobs_w)
-                _PARENT_ONLY.add(results_r)
                 name = f"map-{next(_worker_count)}"
                 process = payload.start(_map_worker, (jobs_r, results_w), name)
                 self.workers.append(_MapWorker(process, jobs_w, results_r))
@@ -1436,13 +1475,13 @@ class _ProcessPool(_Pool):
         except Exception:
             data = _dumps_chunk(job, chunk, self.items_sent)
         worker.jobs.send_bytes(data)
-        worker.in_flight[job] = self.items_sent
+        worker.in_flight[job] = (self.items_sent, len(chunk))
         self.items_sent += len(chunk)
         return len(data)
 
     def wait(self) -> list[_Done]:
-        finished = []
-        for handle in _wait_for(list(self.by_handle)):
+        finished: list[_Done] = []
+        for handle in _wait_for(list(self.by_handle), _TICK):
             worker = self.by_handle[handle]
             if handle is worker.results:
                 finished.extend(self._read(worker))
@@ -1450,14 +1489,10 @@ class _ProcessPool(_Pool):
             worker = self.by_handle[handle]
             finished.extend(self._read(worker))  # whatever it sent before it died
             worker.process.join()
-            code = worker.process.exitcode
-            what = ""
-            if worker.in_flight:
-                first = min(worker.in_flight.values())
-                what = f" while running items from {first}"
-            name = worker.process.name
-            how = _describe_exit(code or 0)
-            raise WorkerError(f"map worker {name} (pid {worker.process.pid}) {how}{what}", name, code)
+            code = worker.process.exitcode or 0
+            running = f" while running {worker.items()}" if worker.in_flight else ""
+            message = f"{worker.who()} {_describe_exit(code)}{running}"
+            raise WorkerError(message, worker.process.name, code)
         return finished
 
     def _read(self, worker: _MapWorker) -> list[_Done]:
@@ -1466,13 +1501,14 @@ class _ProcessPool(_Pool):
             while worker.results.poll():
                 job, results, error, seconds = pickle.loads(worker.results.recv_bytes())
                 if job == -1:  # the worker could not even load the task
-                    raise _safe_unpack_exception(error[1])
-                first = worker.in_flight.pop(job)
+                    raise _unpack_exception(error[1], f"raised in {worker.who()} while loading the task")
                 exc = None
                 if error is not None:
                     index, packed = error
-                    exc = _safe_unpack_exception(packed)
-                    _add_note(exc, f"raised by ezq.map for input item {first + index}")
+                    first, _ = worker.in_flight[job]
+                    worker.in_flight[job] = (first + index, 1)
+                    exc = _unpack_exception(packed, f"raised in {worker.who()} by {worker.items(job)}")
+                del worker.in_flight[job]
                 finished.append(_Done(job, results, exc, seconds))
         except (EOFError, OSError):
             pass
@@ -1480,7 +1516,9 @@ class _ProcessPool(_Pool):
 
     def close(self, abort: bool) -> None:
         for worker in self.workers:
-            worker.jobs.close()  # the worker exits at end-of-file
+            if not abort:
+                _send_quietly(worker.jobs, b"")  # "no more jobs": the worker exits
+            worker.jobs.close()
         if abort:
             _kill([w.process for w in self.workers])
         for worker in self.workers:
@@ -1552,11 +1590,21 @@ def _map_worker(
 
 
 def _read_jobs(jobs: Connection, inbox: queue.SimpleQueue[bytes | None]) -> None:
+    """Move jobs from the pipe to `inbox`; `None` once the parent says there are no more."""
     try:
-        while True:
-            inbox.put(jobs.recv_bytes())
+        while job := jobs.recv_bytes():
+            inbox.put(job)
     except (EOFError, OSError):
-        inbox.put(None)
+        pass  # the parent is gone; the lifeline thread ends this process
+    inbox.put(None)
+
+
+def _send_quietly(conn: Connection, data: bytes) -> None:
+    """Send, unless the other end is gone already."""
+    try:
+        conn.send_bytes(data)
+    except OSError:
+        pass
 
 
 def _dumps_results(job: int, out: list[Any], error: Any, seconds: float) -> bytes:
