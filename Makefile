@@ -16,7 +16,7 @@ define venv
 		{ .venv/$(2)/bin/python $(PIP) $(3) && echo "$(3)" > .venv/$(2)/.deps; }
 endef
 
-.PHONY: demo test lint
+.PHONY: demo test lint bench
 demo:  ## run every example in the README
 	$(call venv,$(PYTHON),demo,$(TEST_DEPS))
 	.venv/demo/bin/python test_ezq.py
@@ -35,6 +35,11 @@ test-one:
 
 lint:  ## ruff (lint and format) and mypy --strict
 	$(call venv,$(PYTHON),lint,$(LINT_DEPS))
-	.venv/lint/bin/ruff check ezq.py test_ezq.py
-	.venv/lint/bin/ruff format --check ezq.py test_ezq.py
-	.venv/lint/bin/mypy --strict ezq.py test_ezq.py
+	.venv/lint/bin/ruff check ezq.py test_ezq.py bench/
+	.venv/lint/bin/ruff format --check ezq.py test_ezq.py bench/
+	.venv/lint/bin/mypy --strict ezq.py test_ezq.py bench/bench.py
+
+bench:  ## ezq next to the standard library on this machine (bench/bench.py)
+	$(call venv,$(PYTHON),demo,$(TEST_DEPS))
+	.venv/demo/bin/python bench/bench.py
+	.venv/demo/bin/python bench/bench.py --size

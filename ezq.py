@@ -46,6 +46,7 @@ from __future__ import annotations
 # std
 import builtins
 import collections
+import contextlib
 import heapq
 import itertools
 import math
@@ -53,7 +54,9 @@ import multiprocessing
 import os
 import pickle
 import queue
+import select
 import signal
+import struct
 import sys
 import threading
 import time
@@ -330,6 +333,7 @@ class Worker:
         self.name = name
         """The worker's name, used in error messages."""
         self._process: BaseProcess | None = None
+        self._link: _Link | None = None  # a process worker's pipes for its queues
         self._thread: threading.Thread | None = None
         self._handle: Connection | None = None  # readable when the worker has news
         self._done = False
@@ -355,7 +359,7 @@ class Worker:
         payload = _Payload.dump((task, args, kwargs), what="the task or its arguments")
         status_r, status_w = multiprocessing.Pipe(duplex=False)
         worker._handle = status_r
-        worker._process = payload.start(_process_worker, (status_w,), worker.name)
+        worker._process, worker._link = payload.start(_process_worker, (status_w,), worker.name)
         return worker
 
     @classmethod
@@ -441,13 +445,13 @@ class Worker:
         if self._done or handle is None:
             return
         if self._thread is not None:
-            if handle.poll():
+            if _readable(handle.fileno()):
                 self._thread.join()
                 self._finish()
             return
         process = self._process
         assert process is not None
-        if not self._reported and handle.poll():
+        if not self._reported and _readable(handle.fileno()):
             try:
                 report = handle.recv_bytes()
             except (EOFError, OSError):  # it exited without a word
@@ -466,6 +470,7 @@ class Worker:
 
     def _finish(self) -> None:
         self._done = True
+        _retire(self._link)
         if self._handle is not None:
             self._handle.close()
 
@@ -544,12 +549,22 @@ def map(
 
 ## Internals ##
 
-# Messages on a process queue travel as "frames": bytes of a pickled
-# (data, kind, order) tuple, tagged with one byte when they are not a plain
-# message. A pickle starts with b"\x80", so the tags can't be confused with one.
-_END_TAG = b"E"  # an end marker: the home never puts two in one batch
-_DEMAND_TAG = b"D"  # reader -> home: "send me up to n frames" (n follows, 4 bytes)
-_RETURN_TAG = b"R"  # reader -> home: unread frames handed back (a pickled list)
+## Process queue transport ##
+#
+# A worker process has one "uplink" pipe to its parent, shared by all the
+# queues it was given, and one "downlink" pipe per queue. An uplink frame is
+# a 7-byte head (payload length, tag, queue index) and a payload. One thread
+# per parent process, the hub, reads every uplink; a downlink carries pickled
+# lists of message frames ("batches"), one per request of its reader.
+#
+# In its home, a message is kept as a "frame": the pickled (data, kind,
+# order) tuple, with b"E" in front for an end marker (a pickle starts with
+# b"\x80", so the two can't be confused).
+
+_HEAD = struct.Struct("<IBH")  # payload length, tag, queue index
+_PUT, _PUT_END, _DEMAND, _RETURN = range(4)  # uplink tags: a message, an end marker, "send me up
+# to n frames" (n as 4 bytes), frames a reader hands back (a pickled list)
+_END_TAG = b"E"
 
 _BATCH_BYTES = 1 << 20
 """A batch sent to a reader stops growing after this many bytes."""
@@ -560,10 +575,12 @@ _BATCH_MAX = 4096
 _BATCH_SECONDS = 0.002
 """Readers size their requests so that one batch takes about this long to consume."""
 
+_Sends = list[tuple["_Channel", list[bytes]]]
+"""Batches taken for readers, to write once no lock is held (see `_send`)."""
+
 
 def _encode(data: Any, kind: str, order: int) -> bytes:
-    frame = _dumps((data, kind, order), what="the message data")
-    return _END_TAG + frame if kind == _END else frame
+    return _dumps((data, kind, order), what="the message data")
 
 
 def _decode(frame: bytes) -> Msg[Any]:
@@ -623,18 +640,20 @@ class _Home:
         frame = _encode(data, kind, order)
         if kind == _END:
             # Messages that finished workers wrote must come before the end
-            # marker, even if a relay thread has not read them yet.
-            self.flush()
-        self.append(frame)
+            # marker, even if the hub has not read them yet.
+            if self.channels:
+                _hub().flush()
+            frame = _END_TAG + frame
+        _send(self.append(frame))
 
-    def append(self, frame: bytes) -> None:
+    def append(self, frame: bytes) -> _Sends:
         with self.lock:
             self.frames.append(frame)
             sends = self._dispatch()
             if self.local_waiters and self.frames:
                 self.ready.notify()
             self._resized()
-        self._send(sends)
+        return sends
 
     def get(self) -> Msg[Any]:
         self._check_home()
@@ -655,21 +674,14 @@ class _Home:
     def qsize(self) -> int:
         return len(self.frames)
 
-    def flush(self) -> None:
-        """Read every frame already written to an uplink."""
-        for channel in list(self.channels):
-            with channel.read_lock:
-                channel.read_available()
-
-    def ask(self, channel: _Channel, n: int) -> None:
+    def ask(self, channel: _Channel, n: int) -> _Sends:
         """`channel`'s reader wants up to `n` frames."""
         with self.lock:
             channel.demand = n
             self.hungry.append(channel)
-            sends = self._dispatch()
-        self._send(sends)
+            return self._dispatch()
 
-    def give_back(self, frames: list[bytes]) -> None:
+    def give_back(self, frames: list[bytes]) -> _Sends:
         """A reader returned frames it did not read: they go first in line."""
         with self.lock:
             self.frames.extendleft(reversed(frames))
@@ -677,9 +689,9 @@ class _Home:
             if self.local_waiters:
                 self.ready.notify_all()
             self._resized()
-        self._send(sends)
+        return sends
 
-    def _dispatch(self) -> list[tuple[_Channel, list[bytes]]]:
+    def _dispatch(self) -> _Sends:
         """Take a batch for each waiting reader (call with the lock held)."""
         sends = []
         frames = self.frames
@@ -696,30 +708,23 @@ class _Home:
             sends.append((channel, batch))
         return sends
 
-    def _send(self, sends: list[tuple[_Channel, list[bytes]]]) -> None:
-        for channel, batch in sends:
-            if not channel.send(batch):  # the reader is gone: keep its batch
-                self.drop(channel)
-                self.give_back(batch)
-
     def _resized(self) -> None:
         if self.shared_size is not None:
             self.shared_size.value = len(self.frames)
 
-    def open_channel(self) -> tuple[_Channel, tuple[Connection, Connection, Any]]:
-        """A new channel to a worker about to start, and the ends the worker gets."""
+    def open_channel(self, index: int) -> tuple[_Channel, tuple[Connection, Any]]:
+        """A channel to a worker about to start, and the ends it gets: its downlink, our size."""
         self._check_home()
         if self.shared_size is None:
             self.shared_size = multiprocessing.RawValue("q", len(self.frames))
-        up_r, up_w = multiprocessing.Pipe(duplex=False)
         down_r, down_w = multiprocessing.Pipe(duplex=False)
-        channel = _Channel(self, up_r, down_w)
+        channel = _Channel(self, index, down_w)
         with self.lock:
             self.channels.append(channel)
-        return channel, (up_w, down_r, self.shared_size)
+        return channel, (down_r, self.shared_size)
 
     def drop(self, channel: _Channel) -> None:
-        """Forget a channel whose worker has gone (its relay thread closes the pipes)."""
+        """Forget a channel whose worker has gone."""
         with self.lock:
             if channel in self.hungry:
                 self.hungry.remove(channel)
@@ -727,52 +732,33 @@ class _Home:
                 self.channels.remove(channel)
 
 
-class _Channel:
-    """The home's end of one worker's pipes to a process queue, with its relay thread."""
+def _send(sends: _Sends) -> None:
+    """Write batches to their readers (with no lock held: a write may wait for the reader)."""
+    for channel, batch in sends:
+        if not channel.send(batch):  # the reader is gone: its batch goes back in line
+            channel.home.drop(channel)
+            _send(channel.home.give_back(batch))
 
-    def __init__(self, home: _Home, up: Connection, down: Connection) -> None:
+
+class _Channel:
+    """The parent's end of one queue of one worker: the downlink to its reader."""
+
+    def __init__(self, home: _Home, index: int, down: Connection) -> None:
         self.home = home
-        self.up = up  # frames and requests from the worker
-        self.down = down  # batches to the worker
-        self.read_lock = threading.Lock()
+        self.index = index  # the queue's number on its worker's uplink
+        self.down = down
         self.write_lock = threading.Lock()
         self.demand = 0
 
-    def start(self, process: BaseProcess) -> None:
-        """Relay frames from the worker until it closes its end or exits."""
-        self.process = process  # keeps process.sentinel open while we wait on it
-        threading.Thread(target=self._relay, name=f"ezq-relay-{process.name}", daemon=True).start()
-
-    def _relay(self) -> None:
-        _block_ctrl_c()
-        sentinel = self.process.sentinel
-        try:
-            while True:
-                ready = _wait_for([self.up, sentinel])
-                with self.read_lock:
-                    closed = self.read_available()
-                if closed or sentinel in ready:
-                    return  # everything the worker wrote has been read
-        finally:
-            self.home.drop(self)
-            self.close()
-
-    def read_available(self) -> bool:
-        """Handle every frame that can be read now; `True` once the worker closed its end."""
-        up, home = self.up, self.home
-        try:
-            while up.poll():
-                frame = up.recv_bytes()
-                tag = frame[:1]
-                if tag == _DEMAND_TAG:
-                    home.ask(self, int.from_bytes(frame[1:], "little"))
-                elif tag == _RETURN_TAG:
-                    home.give_back(pickle.loads(memoryview(frame)[1:]))
-                else:
-                    home.append(frame)
-        except (EOFError, OSError):
-            return True
-        return False
+    def on_frame(self, tag: int, payload: bytes) -> _Sends:
+        """Handle a frame that came up the worker's uplink for this queue."""
+        if tag == _PUT:
+            return self.home.append(payload)
+        if tag == _PUT_END:
+            return self.home.append(_END_TAG + payload)
+        if tag == _DEMAND:
+            return self.home.ask(self, int.from_bytes(payload, "little"))
+        return self.home.give_back(pickle.loads(payload))
 
     def send(self, batch: list[bytes]) -> bool:
         """Send one batch to the reader; `False` if it is gone."""
@@ -785,34 +771,199 @@ class _Channel:
         return True
 
     def close(self) -> None:
-        with self.read_lock:
-            self.up.close()
         with self.write_lock:
             self.down.close()
 
 
-class _Remote:
-    """A worker's end of its pipes to a process queue's home."""
+class _Link:
+    """The parent's end of a worker's uplink, which carries the frames of all its queues."""
 
-    def __init__(self, up: Connection, down: Connection, shared_size: Any) -> None:
+    def __init__(self, process: BaseProcess, up: Connection, channels: list[_Channel]) -> None:
+        self.process = process  # keeps process.sentinel open while the hub polls it
         self.up = up
+        self.fd = up.fileno()
+        os.set_blocking(self.fd, False)
+        self.channels = channels
+        self.buffer = bytearray()  # the start of a frame that has not fully arrived
+
+    def read_available(self, sends: _Sends) -> bool:
+        """Handle every frame that has arrived; `True` once the worker closed its end."""
+        closed = False
+        while True:
+            try:
+                count = os.readv(self.fd, [_SCRATCH])
+            except BlockingIOError:
+                break
+            except OSError:
+                closed = True
+                break
+            if not count:
+                closed = True
+                break
+            self.buffer += _SCRATCH[:count]
+        frames = []
+        start = 0
+        with memoryview(self.buffer) as view:
+            while len(view) - start >= _HEAD.size:
+                size, tag, index = _HEAD.unpack_from(view, start)
+                end = start + _HEAD.size + size
+                if len(view) < end:
+                    break
+                frames.append((tag, index, bytes(view[start + _HEAD.size : end])))
+                start = end
+        del self.buffer[:start]
+        for tag, index, payload in frames:
+            sends += self.channels[index].on_frame(tag, payload)
+        return closed
+
+    def close(self) -> None:
+        for channel in self.channels:
+            channel.home.drop(channel)
+            channel.close()
+        self.up.close()
+
+
+_SCRATCH = bytearray(1 << 16)  # the hub reads uplinks through this (under its lock)
+
+
+class _Hub:
+    """The thread that reads every worker's uplink, so that no worker ever waits on a full pipe.
+
+    There is one per process that started workers with queues. Uplinks are
+    non-blocking, and batches for readers are written once `lock` is released,
+    so neither a slow worker nor a slow reader holds up the others.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # held while reading uplinks
+        self.links: dict[int, _Link] = {}  # by uplink fd
+        self.dying: dict[int, _Link] = {}  # by process sentinel
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.changed = True  # the set of pipes to poll changed
+        threading.Thread(target=self._run, name="ezq-hub", daemon=True).start()
+
+    def add(self, link: _Link) -> None:
+        with self.lock:
+            self.links[link.fd] = link
+            self.dying[link.process.sentinel] = link
+            self.changed = True
+        try:
+            os.write(self.wake_w, b"!")  # poll the new uplink too
+        except BlockingIOError:
+            pass  # a wake-up is pending already
+
+    def flush(self) -> None:
+        """Read what every worker has written so far."""
+        sends: _Sends = []
+        with self.lock:
+            for link in list(self.links.values()):
+                link.read_available(sends)  # a closed link is dropped by the hub thread
+        _send(sends)
+
+    def _run(self) -> None:
+        _block_ctrl_c()
+        poller = select.poll()
+        while True:
+            with self.lock:
+                if self.changed:
+                    poller = select.poll()
+                    for fd in [self.wake_r, *self.links, *self.dying]:
+                        poller.register(fd, select.POLLIN)
+                    self.changed = False
+            events = poller.poll()
+            sends: _Sends = []
+            with self.lock:
+                if self.changed:
+                    # Workers came or went while we polled, and an fd number in
+                    # `events` may now belong to another worker's pipe. Poll is
+                    # level-triggered: what was ready will be ready again.
+                    continue
+                for fd, _ in events:
+                    if self.changed:
+                        break  # we removed a worker: see above
+                    if fd == self.wake_r:
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(self.wake_r, 4096)
+                    elif fd in self.links:
+                        link = self.links[fd]
+                        if link.read_available(sends):
+                            self._remove(link)
+                    elif fd in self.dying:  # the worker exited: what it wrote is all there
+                        link = self.dying[fd]
+                        link.read_available(sends)
+                        self._remove(link)
+            _send(sends)
+
+    def retire(self, link: _Link) -> None:
+        """Read the last frames of a worker that has exited, and close its pipes now."""
+        sends: _Sends = []
+        with self.lock:
+            if link.fd in self.links and self.links[link.fd] is link:
+                link.read_available(sends)
+                self._remove(link)
+        _send(sends)
+
+    def _remove(self, link: _Link) -> None:
+        """Forget a worker that has gone (call with the lock held)."""
+        self.links.pop(link.fd, None)
+        self.dying.pop(link.process.sentinel, None)
+        self.changed = True
+        link.close()
+
+
+_HUB: _Hub | None = None
+_HUB_LOCK = threading.Lock()
+
+
+def _retire(link: _Link | None) -> None:
+    """Release the pipes of a worker that has exited (see `_Hub.retire`)."""
+    if link is not None and _HUB is not None:
+        _HUB.retire(link)
+
+
+def _hub() -> _Hub:
+    global _HUB
+    with _HUB_LOCK:
+        if _HUB is None:
+            _HUB = _Hub()
+        return _HUB
+
+
+class _Uplink:
+    """A worker's pipe to its parent, shared by its queues and its threads."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.fd = conn.fileno()
+        self.lock = threading.Lock()
+
+    def send(self, tag: int, index: int, payload: bytes) -> None:
+        views = [memoryview(_HEAD.pack(len(payload), tag, index)), memoryview(payload)]
+        try:
+            with self.lock:
+                while views:
+                    views = _writev(self.fd, views)
+        except OSError as exc:
+            raise _home_gone() from exc
+
+
+class _Remote:
+    """A worker's end of a process queue: requests to its home go up, batches come down."""
+
+    def __init__(self, uplink: _Uplink, index: int, down: Connection, shared_size: Any) -> None:
+        self.uplink = uplink
+        self.index = index
         self.down = down
         self.shared_size = shared_size
         self.read_lock = threading.Lock()
-        self.write_lock = threading.Lock()
         self.buffer: collections.deque[bytes] = collections.deque()
         self.batch = 1  # frames to ask for next time
         self.received = 0.0  # when the last batch arrived
 
     def put(self, data: Any, kind: str, order: int) -> None:
-        self._send(_encode(data, kind, order))
-
-    def _send(self, frame: bytes) -> None:
-        try:
-            with self.write_lock:
-                self.up.send_bytes(frame)
-        except OSError as exc:
-            raise _home_gone() from exc
+        self.uplink.send(_PUT_END if kind == _END else _PUT, self.index, _encode(data, kind, order))
 
     def get(self) -> Msg[Any]:
         with self.read_lock:
@@ -830,7 +981,7 @@ class _Remote:
             self.batch = min(_BATCH_MAX, self.batch * 2)
         else:
             self.batch = max(1, int(self.batch * _BATCH_SECONDS / took))
-        self._send(_DEMAND_TAG + self.batch.to_bytes(4, "little"))
+        self.uplink.send(_DEMAND, self.index, self.batch.to_bytes(4, "little"))
         try:
             batch = pickle.loads(self.down.recv_bytes())
         except (EOFError, OSError) as exc:
@@ -845,7 +996,7 @@ class _Remote:
                 frames = list(self.buffer)
                 self.buffer.clear()
                 try:
-                    self._send(_RETURN_TAG + pickle.dumps(frames, protocol=5))
+                    self.uplink.send(_RETURN, self.index, pickle.dumps(frames, protocol=5))
                 except RuntimeError:  # the home is gone: nobody left to give them to
                     pass
 
@@ -854,7 +1005,6 @@ class _Remote:
 
     def close(self) -> None:
         self.release()
-        self.up.close()
         self.down.close()
 
 
@@ -956,41 +1106,54 @@ class _Payload:
             _Attach._local.attach = None
         return cls(data, attach.queues)
 
-    def start(self, target: Callable[..., None], args: tuple[Any, ...], name: str) -> BaseProcess:
-        """Start a daemon process running `target(payload, queue_ends, lifeline, *args)`."""
+    def start(
+        self, target: Callable[..., None], args: tuple[Any, ...], name: str
+    ) -> tuple[BaseProcess, _Link | None]:
+        """Start a daemon process running `target(payload, queue_ends, lifeline, *args)`.
+
+        Returns the process and, if it was given queues, its link (for `_retire`).
+        """
+        channels: list[_Channel] = []
+        downs: list[tuple[Connection, Any]] = []
+        up_r = up_w = None
         with _START_LOCK:  # so no other worker inherits this one's pipe ends under fork
-            channels = []
-            ends = []
             try:
-                for q in self.queues:
-                    channel, child_ends = cast(_Home, q._impl).open_channel()
-                    channels.append(channel)
-                    ends.append(child_ends)
+                if self.queues:
+                    up_r, up_w = multiprocessing.Pipe(duplex=False)
+                    for index, q in enumerate(self.queues):
+                        channel, down = cast(_Home, q._impl).open_channel(index)
+                        channels.append(channel)
+                        downs.append(down)
                 context = multiprocessing.get_context()
                 process = context.Process(
-                    target=target, args=(self.data, ends, _lifeline(), *args), name=name, daemon=True
+                    target=target, args=(self.data, (up_w, downs), _lifeline(), *args), name=name, daemon=True
                 )
                 process.start()
             except BaseException:
                 for channel in channels:
                     channel.home.drop(channel)
                     channel.close()
+                if up_r is not None:
+                    up_r.close()
                 raise
-            finally:
-                for up_w, down_r, _ in ends:  # the child has its copies now
-                    up_w.close()
-                    down_r.close()
-                for arg in args:
-                    if isinstance(arg, Connection):
-                        arg.close()
-        for channel in channels:
-            channel.start(process)
-        return process
+            finally:  # the child has its copies of these now
+                for conn in [up_w, *(down for down, _ in downs), *args]:
+                    if isinstance(conn, Connection):
+                        conn.close()
+        link = None
+        if up_r is not None:
+            link = _Link(process, up_r, channels)
+            _hub().add(link)
+        return process, link
 
     @staticmethod
-    def load(data: bytes, ends: list[tuple[Connection, Connection, Any]]) -> tuple[Any, list[_Remote]]:
+    def load(data: bytes, ends: _Ends) -> tuple[Any, list[_Remote]]:
         """In a worker: unpickle the payload, connecting its queues to their homes."""
-        remotes = [_Remote(*end) for end in ends]
+        up, downs = ends
+        remotes = []
+        if up is not None:
+            uplink = _Uplink(up)
+            remotes = [_Remote(uplink, index, down, size) for index, (down, size) in enumerate(downs)]
         queues: list[Q[Any]] = []
         for remote in remotes:
             q: Q[Any] = Q.__new__(Q)
@@ -1001,6 +1164,10 @@ class _Payload:
             return pickle.loads(data), remotes
         finally:
             _ATTACHED.clear()
+
+
+_Ends = tuple["Connection | None", list[tuple[Connection, Any]]]
+"""What a worker gets for its queues: the uplink's write end, and each queue's downlink and size."""
 
 
 ## Remote exceptions ##
@@ -1094,7 +1261,8 @@ def _after_fork_in_child() -> None:
     # may be half-way through closing a pipe at the moment of the fork, and
     # its fd number may already belong to one of the child's own pipes.
     # The lifeline is never closed, so its number is safe.)
-    global _LIFELINE
+    global _LIFELINE, _HUB
+    _HUB = None  # its thread did not come along
     for home in list(_HOMES):
         home.forked = True
     if _LIFELINE is not None:
@@ -1125,9 +1293,7 @@ def _worker_setup(lifeline: Connection) -> None:
     threading.Thread(target=_watch_parent, args=(lifeline,), name="ezq-lifeline", daemon=True).start()
 
 
-def _process_worker(
-    data: bytes, ends: list[tuple[Connection, Connection, Any]], lifeline: Connection, status: Connection
-) -> None:
+def _process_worker(data: bytes, ends: _Ends, lifeline: Connection, status: Connection) -> None:
     """Body of a `Worker.process`: run the task, then report how it ended."""
     _worker_setup(lifeline)
     remotes: list[_Remote] = []
@@ -1422,13 +1588,39 @@ class _ThreadPool(_Pool):
 
 
 class _MapWorker:
-    """The parent's end of one process worker of a map."""
+    """The parent's end of one process worker of a map.
 
-    def __init__(self, process: BaseProcess, jobs: Connection, results: Connection) -> None:
+    Jobs are written without blocking: what the pipe can't take now waits in
+    `unsent` until the pipe is writable. So the parent never waits on a
+    worker's pipe while that worker waits on the parent to read its results.
+    """
+
+    def __init__(
+        self, process: BaseProcess, link: _Link | None, jobs: Connection, results: Connection
+    ) -> None:
         self.process = process
-        self.jobs = jobs
+        self.link = link  # its pipes for queues the task captured, if any
+        self.jobs = jobs  # we write raw frames on their fds (see _write_frame)
         self.results = results
+        self.jobs_fd = jobs.fileno()
+        self.results_fd = results.fileno()
+        os.set_blocking(self.jobs_fd, False)
+        self.unsent: list[memoryview] = []
         self.in_flight: dict[int, tuple[int, int]] = {}  # job -> (first item, items), for errors
+
+    def send(self, data: bytes) -> None:
+        self.unsent += [memoryview(len(data).to_bytes(_HEADER, "little")), memoryview(data)]
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what the pipe takes now."""
+        try:
+            while self.unsent:
+                self.unsent = _writev(self.jobs_fd, self.unsent)
+        except BlockingIOError:
+            pass  # the pipe is full: the rest goes when it is writable
+        except OSError:
+            self.unsent = []  # the worker is gone: its sentinel will say how
 
     def who(self) -> str:
         return f"map worker {self.process.name} (pid {self.process.pid})"
@@ -1455,15 +1647,19 @@ class _ProcessPool(_Pool):
                 _grow_pipe(jobs_w)
                 _grow_pipe(results_w)
                 name = f"map-{next(_worker_count)}"
-                process = payload.start(_map_worker, (jobs_r, results_w), name)
-                self.workers.append(_MapWorker(process, jobs_w, results_r))
+                process, link = payload.start(_map_worker, (jobs_r, results_w), name)
+                self.workers.append(_MapWorker(process, link, jobs_w, results_r))
         except BaseException:
             self.close(abort=True)
             raise
-        self.by_handle: dict[Any, _MapWorker] = {}
+        self.poller = select.poll()
+        self.by_fd: dict[int, _MapWorker] = {}
         for worker in self.workers:
-            self.by_handle[worker.results] = worker
-            self.by_handle[worker.process.sentinel] = worker
+            for fd in (worker.results_fd, worker.process.sentinel):
+                self.poller.register(fd, select.POLLIN)
+                self.by_fd[fd] = worker
+            self.by_fd[worker.jobs_fd] = worker
+        self.writing: set[_MapWorker] = set()  # workers whose jobs fd we poll for POLLOUT
 
     def free(self) -> bool:
         return any(len(w.in_flight) < _DEPTH for w in self.workers)
@@ -1474,56 +1670,114 @@ class _ProcessPool(_Pool):
             data = pickle.dumps((job, chunk), protocol=5)
         except Exception:
             data = _dumps_chunk(job, chunk, self.items_sent)
-        worker.jobs.send_bytes(data)
+        worker.send(data)
         worker.in_flight[job] = (self.items_sent, len(chunk))
         self.items_sent += len(chunk)
         return len(data)
 
     def wait(self) -> list[_Done]:
+        for worker in self.workers:
+            if worker.unsent and worker not in self.writing:
+                self.poller.register(worker.jobs_fd, select.POLLOUT)
+                self.writing.add(worker)
         finished: list[_Done] = []
-        for handle in _wait_for(list(self.by_handle), _TICK):
-            worker = self.by_handle[handle]
-            if handle is worker.results:
-                finished.extend(self._read(worker))
-        for handle in _wait_for([w.process.sentinel for w in self.workers], 0):
-            worker = self.by_handle[handle]
-            finished.extend(self._read(worker))  # whatever it sent before it died
-            worker.process.join()
-            code = worker.process.exitcode or 0
-            running = f" while running {worker.items()}" if worker.in_flight else ""
-            message = f"{worker.who()} {_describe_exit(code)}{running}"
-            raise WorkerError(message, worker.process.name, code)
+        dead = None
+        for fd, _ in self.poller.poll(_TICK * 1000):
+            worker = self.by_fd[fd]
+            if fd == worker.jobs_fd:
+                worker.flush()
+                if not worker.unsent:
+                    self.poller.unregister(fd)
+                    self.writing.discard(worker)
+            elif fd == worker.results_fd:
+                try:
+                    finished.append(self._read(worker))
+                except EOFError:  # it died; its sentinel says how
+                    self.poller.unregister(fd)
+            else:
+                dead = worker
+        if dead is not None:
+            self._died(dead)
         return finished
 
-    def _read(self, worker: _MapWorker) -> list[_Done]:
-        finished = []
+    def _read(self, worker: _MapWorker) -> _Done:
+        job, results, error, seconds = pickle.loads(_read_frame(worker.results_fd))
+        if job == -1:  # the worker could not even load the task
+            raise _unpack_exception(error[1], f"raised in {worker.who()} while loading the task")
+        exc = None
+        if error is not None:
+            index, packed = error
+            first, _ = worker.in_flight[job]
+            worker.in_flight[job] = (first + index, 1)
+            exc = _unpack_exception(packed, f"raised in {worker.who()} by {worker.items(job)}")
+        del worker.in_flight[job]
+        return _Done(job, results, exc, seconds)
+
+    def _died(self, worker: _MapWorker) -> None:
+        """Raise for a worker that exited in the middle of a map."""
         try:
-            while worker.results.poll():
-                job, results, error, seconds = pickle.loads(worker.results.recv_bytes())
-                if job == -1:  # the worker could not even load the task
-                    raise _unpack_exception(error[1], f"raised in {worker.who()} while loading the task")
-                exc = None
-                if error is not None:
-                    index, packed = error
-                    first, _ = worker.in_flight[job]
-                    worker.in_flight[job] = (first + index, 1)
-                    exc = _unpack_exception(packed, f"raised in {worker.who()} by {worker.items(job)}")
-                del worker.in_flight[job]
-                finished.append(_Done(job, results, exc, seconds))
-        except (EOFError, OSError):
+            while worker.in_flight and _readable(worker.results_fd):
+                self._read(worker)  # what it finished before it died
+        except EOFError:
             pass
-        return finished
+        worker.process.join()
+        code = worker.process.exitcode or 0
+        running = f" while running {worker.items()}" if worker.in_flight else ""
+        raise WorkerError(f"{worker.who()} {_describe_exit(code)}{running}", worker.process.name, code)
 
     def close(self, abort: bool) -> None:
-        for worker in self.workers:
-            if not abort:
-                _send_quietly(worker.jobs, b"")  # "no more jobs": the worker exits
-            worker.jobs.close()
         if abort:
             _kill([w.process for w in self.workers])
         for worker in self.workers:
+            if not abort:
+                worker.send(b"")  # an empty frame: "no more jobs", and the worker exits
             worker.process.join()
+            _retire(worker.link)
+            worker.jobs.close()
             worker.results.close()
+
+
+_HEADER = 8
+"""Bytes of the length that starts a frame on a map pipe (little-endian)."""
+
+
+def _writev(fd: int, views: list[memoryview]) -> list[memoryview]:
+    """Write as much of `views` as `fd` takes in one call; return what is left."""
+    written = os.writev(fd, views)
+    while views and written >= len(views[0]):
+        written -= len(views[0])
+        views = views[1:]
+    if views and written:
+        views[0] = views[0][written:]
+    return views
+
+
+def _write_frame(fd: int, data: bytes) -> None:
+    """Write one length-prefixed frame to a blocking `fd`."""
+    views = [memoryview(len(data).to_bytes(_HEADER, "little")), memoryview(data)]
+    while views:
+        views = _writev(fd, views)
+
+
+def _read_frame(fd: int) -> bytearray:
+    """Read one length-prefixed frame from a blocking `fd`."""
+    return _read_exactly(fd, int.from_bytes(_read_exactly(fd, _HEADER), "little"))
+
+
+def _read_exactly(fd: int, size: int) -> bytearray:
+    data = bytearray(size)
+    view = memoryview(data)
+    got = 0
+    while got < size:
+        count = os.readv(fd, [view[got:]])
+        if not count:
+            raise EOFError("the other end closed the pipe")
+        got += count
+    return data
+
+
+def _readable(fd: int) -> bool:
+    return bool(select.select([fd], [], [], 0)[0])
 
 
 def _grow_pipe(conn: Connection) -> None:
@@ -1548,63 +1802,45 @@ def _dumps_chunk(job: int, chunk: list[Any], first: int) -> bytes:
 
 def _map_worker(
     data: bytes,
-    ends: list[tuple[Connection, Connection, Any]],
+    ends: _Ends,
     lifeline: Connection,
     jobs: Connection,
     results: Connection,
 ) -> None:
-    """Body of a map process worker: run chunks until the parent closes `jobs`."""
+    """Body of a map process worker: run chunks until an empty frame says stop."""
     _worker_setup(lifeline)
+    jobs_fd, results_fd = jobs.fileno(), results.fileno()
     try:
         (task, star), remotes = _Payload.load(data, ends)
     except BaseException as exc:  # e.g. the task's module can't be imported here
-        results.send_bytes(pickle.dumps((-1, [], (0, _pack_exception(exc)), 0.0), protocol=5))
+        _write_frame(results_fd, pickle.dumps((-1, [], (0, _pack_exception(exc)), 0.0), protocol=5))
         return
-    # Read jobs in a thread, so the parent's writes never wait on our work and
-    # it can't deadlock sending us a chunk while we send it results.
-    inbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-    threading.Thread(target=_read_jobs, args=(jobs, inbox), daemon=True).start()
-    while (job_data := inbox.get()) is not None:
-        job, chunk = pickle.loads(job_data)
-        out: list[Any] = []
-        append = out.append
-        error = None
-        start = time.perf_counter()
-        try:
-            if star:
-                for args in chunk:
-                    append(task(*args))
-            else:
-                for arg in chunk:
-                    append(task(arg))
-        except BaseException as exc:
-            error = (len(out), _pack_exception(exc))
-        seconds = time.perf_counter() - start
-        try:
-            reply = pickle.dumps((job, out, error, seconds), protocol=5)
-        except Exception:
-            reply = _dumps_results(job, out, error, seconds)
-        results.send_bytes(reply)
+    try:
+        while frame := _read_frame(jobs_fd):
+            job, chunk = pickle.loads(frame)
+            out: list[Any] = []
+            append = out.append
+            error = None
+            start = time.perf_counter()
+            try:
+                if star:
+                    for args in chunk:
+                        append(task(*args))
+                else:
+                    for arg in chunk:
+                        append(task(arg))
+            except BaseException as exc:
+                error = (len(out), _pack_exception(exc))
+            seconds = time.perf_counter() - start
+            try:
+                reply = pickle.dumps((job, out, error, seconds), protocol=5)
+            except Exception:
+                reply = _dumps_results(job, out, error, seconds)
+            _write_frame(results_fd, reply)
+    except EOFError:
+        pass  # the parent is gone (the lifeline thread ends us anyway)
     for remote in remotes:
         remote.close()
-
-
-def _read_jobs(jobs: Connection, inbox: queue.SimpleQueue[bytes | None]) -> None:
-    """Move jobs from the pipe to `inbox`; `None` once the parent says there are no more."""
-    try:
-        while job := jobs.recv_bytes():
-            inbox.put(job)
-    except (EOFError, OSError):
-        pass  # the parent is gone; the lifeline thread ends this process
-    inbox.put(None)
-
-
-def _send_quietly(conn: Connection, data: bytes) -> None:
-    """Send, unless the other end is gone already."""
-    try:
-        conn.send_bytes(data)
-    except OSError:
-        pass
 
 
 def _dumps_results(job: int, out: list[Any], error: Any, seconds: float) -> bytes:

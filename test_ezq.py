@@ -10,6 +10,7 @@ Run `python test_ezq.py` to run the README's examples and print what they print.
 from __future__ import annotations
 
 # std
+import contextlib
 import json
 import multiprocessing
 import os
@@ -273,11 +274,15 @@ def run_example(example: Example, method: str, folder: Path) -> subprocess.Compl
         env=env,
         start_new_session=True,
     ) as child:
-        assert child.stdout is not None and child.stderr is not None
-        first = child.stdout.readline()
-        time.sleep(2)  # the workers start and get busy
-        os.killpg(child.pid, signal.SIGINT)  # as a terminal does
-        stdout, stderr = child.communicate(timeout=30)
+        try:
+            assert child.stdout is not None
+            first = child.stdout.readline()
+            time.sleep(2)  # the workers start and get busy
+            os.killpg(child.pid, signal.SIGINT)  # as a terminal does
+            stdout, stderr = child.communicate(timeout=30)
+        finally:  # whatever happened, nothing of the example outlives the test
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
         return subprocess.CompletedProcess(args, child.returncode, first + stdout, stderr)
 
 
@@ -861,8 +866,23 @@ CTRL_C_SCRIPTS = {
 }
 
 
+@contextlib.contextmanager
+def script(body: str, method: str, folder: Path) -> Iterator[subprocess.Popen[str]]:
+    """Run a script in its own process group, the way a terminal runs a program.
+
+    Whatever happens in the test, nothing of the script outlives it.
+    """
+    child = run_script(body, method, folder)
+    try:
+        yield child
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.communicate()
+
+
 def run_script(body: str, method: str, folder: Path) -> subprocess.Popen[str]:
-    """Start a script in its own process group, the way a terminal runs a program."""
+    """Start a script in its own process group (use `script` to also clean up)."""
     script = folder / "script.py"
     script.write_text(
         SCRIPT_HEAD + f"\nif __name__ == '__main__':\n    multiprocessing.set_start_method({method!r})\n"
@@ -904,27 +924,27 @@ def assert_group_ends(group: int) -> None:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 @pytest.mark.parametrize("where", CTRL_C_SCRIPTS)
 def test_one_ctrl_c_ends_the_program_promptly(where: str, start_method: str, tmp_path: Path) -> None:
-    child = run_script(CTRL_C_SCRIPTS[where], start_method, tmp_path)
-    assert child.stdout is not None
-    for _ in range(2):
-        assert child.stdout.readline() == "busy\n"  # both workers are spinning
-    start = time.monotonic()
-    os.killpg(child.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
-    _, stderr = child.communicate(timeout=30)
-    assert time.monotonic() - start < 5, "expected the program to end promptly"
-    assert child.returncode == -signal.SIGINT
-    assert stderr.count("Traceback") == 1 and stderr.rstrip().endswith("KeyboardInterrupt"), stderr
-    assert_group_ends(child.pid)
+    with script(CTRL_C_SCRIPTS[where], start_method, tmp_path) as child:
+        assert child.stdout is not None
+        for _ in range(2):
+            assert child.stdout.readline() == "busy\n"  # both workers are spinning
+        start = time.monotonic()
+        os.killpg(child.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
+        _, stderr = child.communicate(timeout=30)
+        assert time.monotonic() - start < 5, "expected the program to end promptly"
+        assert child.returncode == -signal.SIGINT
+        assert stderr.count("Traceback") == 1 and stderr.rstrip().endswith("KeyboardInterrupt"), stderr
+        assert_group_ends(child.pid)
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_a_program_that_forgets_stop_still_exits(start_method: str, tmp_path: Path) -> None:
     body = "q, t = ezq.Q(), ezq.Q('thread')\n"
     body += "workers = [ezq.run(idle_worker, q), ezq.run_thread(idle_worker, t)]\nprint('done')"
-    child = run_script(body, start_method, tmp_path)
-    stdout, stderr = child.communicate(timeout=30)
-    assert (child.returncode, stdout, stderr) == (0, "done\n", "")
-    assert_group_ends(child.pid)
+    with script(body, start_method, tmp_path) as child:
+        stdout, stderr = child.communicate(timeout=30)
+        assert (child.returncode, stdout, stderr) == (0, "done\n", "")
+        assert_group_ends(child.pid)
 
 
 LEAK_SCRIPT = """

@@ -1,0 +1,469 @@
+"""ezq next to the standard library, on this machine: `make bench` (or `python bench/bench.py`).
+
+Every measurement runs in a fresh interpreter (so memory peaks and start-up
+costs are its own); rounds interleave the implementations, and the table shows
+medians. The last column is ezq divided by the best standard-library peer, so
+read it as "how many times better" when higher is better (↑), and "how many
+times worse" when lower is better (↓).
+
+    python bench/bench.py                    # every case, 3 rounds
+    python bench/bench.py --repeat 5 map_tiny latency
+    python bench/bench.py --size             # the size runs: 1M-item map, 100 MB stop-then-read
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import queue
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+import ezq  # noqa: E402  (the checkout's ezq.py, not an installed one)
+
+CPUS = ezq.NUM_CPUS
+THREADS = ezq.NUM_THREADS
+MiB = 1 << 20
+
+
+## Work ##
+
+
+def double(x: int) -> int:
+    return 2 * x
+
+
+def spin(loops: int) -> int:
+    total = 0
+    for i in range(loops):
+        total += i & 7
+    return total
+
+
+def nap(x: int) -> int:
+    time.sleep(0.01)
+    return x
+
+
+def blob(x: int) -> bytes:
+    return bytes([x & 255]) * MiB
+
+
+def sum_worker(q: Any, out: Any) -> None:
+    total = 0
+    for msg in q:
+        total += msg.data
+    out.put(total)
+
+
+def std_sum_worker(q: Any, out: Any) -> None:
+    total = 0
+    for x in iter(q.get, None):
+        total += x
+    out.put(total)
+
+
+def echo_worker(q: Any, out: Any) -> None:
+    for msg in q:
+        out.put(msg.data)
+
+
+def std_echo_worker(q: Any, out: Any) -> None:
+    for x in iter(q.get, None):
+        out.put(x)
+
+
+def pipe_echo_worker(conn: Any) -> None:
+    for x in iter(conn.recv, None):
+        conn.send(x)
+
+
+def blob_worker(q: Any, out: Any) -> None:
+    for msg in q:
+        out.put(bytes([msg.data & 255]) * MiB, order=msg.data)
+
+
+def idle_worker(q: Any) -> None:
+    for _ in q:
+        pass
+
+
+def std_idle_worker(q: Any) -> None:
+    for _ in iter(q.get, None):
+        pass
+
+
+## Implementations of a parallel map ##
+
+
+def process_map(impl: str, func: Callable[[Any], Any], items: Iterable[Any], n: int) -> Iterator[Any]:
+    chunksize = max(1, n // (4 * CPUS))  # Pool.map's rule, for the peers that need one
+    if impl == "serial":
+        yield from map(func, items)
+    elif impl == "Pool.imap":
+        with multiprocessing.Pool() as pool:
+            yield from pool.imap(func, items, chunksize)
+    elif impl == "ProcessPoolExecutor":
+        with ProcessPoolExecutor() as executor:
+            yield from executor.map(func, items, chunksize=chunksize)
+    elif impl == "ezq":
+        yield from ezq.map(func, items)
+    else:
+        raise ValueError(impl)
+
+
+def thread_map(impl: str, func: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+    if impl == "ThreadPool.imap":
+        from multiprocessing.pool import ThreadPool
+
+        with ThreadPool(THREADS) as pool:
+            yield from pool.imap(func, items)
+    elif impl == "ThreadPoolExecutor":
+        with ThreadPoolExecutor(THREADS) as executor:
+            yield from executor.map(func, items)
+    elif impl == "ezq":
+        yield from ezq.map(func, items, kind="thread")
+    else:
+        raise ValueError(impl)
+
+
+def drain(results: Iterable[Any], want: Callable[[int], Any], n: int) -> None:
+    count = 0
+    for i, have in enumerate(results):
+        if have != want(i):
+            raise AssertionError(f"result {i} is {have!r}, not {want(i)!r}")
+        count += 1
+    if count != n:
+        raise AssertionError(f"{count} results, not {n}")
+
+
+def timed(run: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+## Cases: each returns (figure, details) ##
+
+
+def map_tiny(impl: str) -> tuple[float, dict[str, Any]]:
+    n = 200_000
+    seconds = timed(lambda: drain(process_map(impl, double, range(n), n), lambda i: 2 * i, n))
+    return n / seconds, {"seconds": seconds}
+
+
+def map_cpu(impl: str) -> tuple[float, dict[str, Any]]:
+    n = 1000
+    loops = max(1, int(200_000 * 0.002 / min(timed(lambda: spin(200_000)) for _ in range(3))))
+    serial = timed(lambda: [spin(loops) for _ in range(n // 5)]) * 5
+    want = spin(loops)
+    seconds = timed(lambda: drain(process_map(impl, spin, repeat(loops, n), n), lambda i: want, n))
+    return serial / seconds, {"seconds": seconds, "serial_seconds": serial}
+
+
+def map_large(impl: str) -> tuple[float, dict[str, Any]]:
+    n = 200
+    items = (bytes([i & 255]) * MiB for i in range(n))
+    seconds = timed(lambda: drain(process_map(impl, len, items, n), lambda i: MiB, n))
+    return n * MiB / 1e6 / seconds, {"seconds": seconds}
+
+
+def map_memory(impl: str) -> tuple[float, dict[str, Any]]:
+    n = 250_000
+    items = (bytes([i & 255]) * 1024 for i in range(n))
+    seconds = timed(lambda: drain(process_map(impl, len, items, n), lambda i: 1024, n))
+    return peak_mib(), {"seconds": seconds}
+
+
+def map_io_threads(impl: str) -> tuple[float, dict[str, Any]]:
+    n = 500
+    seconds = timed(lambda: drain(thread_map(impl, nap, range(n)), lambda i: i, n))
+    return n / seconds, {"seconds": seconds, "limit": THREADS / 0.01}
+
+
+def q_sum(impl: str) -> tuple[float, dict[str, Any]]:
+    """The README's "Sum Messages" with process workers."""
+    n = 50_000
+
+    def run() -> None:
+        if impl == "multiprocessing.Queue":
+            q: Any = multiprocessing.Queue()
+            out: Any = multiprocessing.Queue()
+            workers = [multiprocessing.Process(target=std_sum_worker, args=(q, out)) for _ in range(CPUS)]
+            for w in workers:
+                w.start()
+            for i in range(n):
+                q.put(i)
+            for _ in workers:
+                q.put(None)
+            total = sum(out.get() for _ in workers)  # read before join, or it may hang
+            for w in workers:
+                w.join()
+        else:
+            q, out = ezq.Q(), ezq.Q()
+            ezq_workers = [ezq.run(sum_worker, q, out) for _ in range(CPUS)]
+            for i in range(n):
+                q.put(i)
+            q.stop(ezq_workers)
+            total = sum(m.data for m in out.items())
+        assert total == n * (n - 1) // 2
+
+    seconds = timed(run)
+    return n / seconds, {"seconds": seconds}
+
+
+def q_thread(impl: str) -> tuple[float, dict[str, Any]]:
+    n = 200_000
+
+    def run() -> None:
+        if impl == "queue.Queue":
+            q: Any = queue.Queue()
+            out: Any = queue.Queue()
+            workers = [threading.Thread(target=std_sum_worker, args=(q, out)) for _ in range(CPUS)]
+            for w in workers:
+                w.start()
+            for i in range(n):
+                q.put(i)
+            for _ in workers:
+                q.put(None)
+            for w in workers:
+                w.join()
+            total = sum(out.get() for _ in workers)
+        else:
+            q, out = ezq.Q("thread"), ezq.Q("thread")
+            ezq_workers = [ezq.run_thread(sum_worker, q, out) for _ in range(CPUS)]
+            for i in range(n):
+                q.put(i)
+            q.stop(ezq_workers)
+            total = sum(m.data for m in out.items())
+        assert total == n * (n - 1) // 2
+
+    seconds = timed(run)
+    return n / seconds, {"seconds": seconds}
+
+
+def latency(impl: str) -> tuple[float, dict[str, Any]]:
+    """One small message to a process worker and back, over two queues (or a Pipe)."""
+    n, warmup = 2000, 100
+    if impl == "Pipe":
+        here, there = multiprocessing.Pipe()
+        worker = multiprocessing.Process(target=pipe_echo_worker, args=(there,))
+        worker.start()
+        samples = ping_pong(here.send, here.recv, n + warmup)
+        here.send(None)
+        worker.join()
+    elif impl == "multiprocessing.Queue":
+        q: Any = multiprocessing.Queue()
+        out: Any = multiprocessing.Queue()
+        worker = multiprocessing.Process(target=std_echo_worker, args=(q, out))
+        worker.start()
+        samples = ping_pong(q.put, out.get, n + warmup)
+        q.put(None)
+        worker.join()
+    else:
+        ezq_q: ezq.Q[int] = ezq.Q()
+        ezq_out: ezq.Q[int] = ezq.Q()
+        ezq_worker = ezq.run(echo_worker, ezq_q, ezq_out)
+        replies = iter(ezq_out)
+        samples = ping_pong(ezq_q.put, lambda: next(replies).data, n + warmup)
+        ezq_q.stop(ezq_worker)
+    return statistics.median(samples[warmup:]) * 1e6, {}
+
+
+def ping_pong(send: Callable[[int], Any], recv: Callable[[], Any], n: int) -> list[float]:
+    samples = []
+    for i in range(n):
+        start = time.perf_counter()
+        send(i)
+        assert recv() == i
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def startup(impl: str) -> tuple[float, dict[str, Any]]:
+    n = 20
+
+    def cycle() -> None:
+        if impl == "multiprocessing.Queue":
+            q: Any = multiprocessing.Queue()
+            workers = [multiprocessing.Process(target=std_idle_worker, args=(q,)) for _ in range(2)]
+            for w in workers:
+                w.start()
+            for _ in workers:
+                q.put(None)
+            for w in workers:
+                w.join()
+        else:
+            q = ezq.Q()
+            q.stop([ezq.run(idle_worker, q) for _ in range(2)])
+
+    def cycles() -> None:
+        for _ in range(n):
+            cycle()
+
+    return timed(cycles) / n * 1000, {}
+
+
+def size_map_1m(impl: str) -> tuple[float, dict[str, Any]]:
+    n = 1_000_000
+    seconds = timed(lambda: drain(ezq.map(double, range(n)), lambda i: 2 * i, n))
+    return seconds, {"peak_rss_mib": peak_mib()}
+
+
+def size_stop_then_read(impl: str) -> tuple[float, dict[str, Any]]:
+    """The README's "2 queues": 100 results of 1 MiB, stop() first, then items()."""
+    kind: ezq.Kind = "thread" if impl == "ezq threads" else "process"
+    run = ezq.run_thread if kind == "thread" else ezq.run
+
+    def go() -> None:
+        q: ezq.Q[int] = ezq.Q(kind)
+        out: ezq.Q[bytes] = ezq.Q(kind)
+        workers = [run(blob_worker, q, out) for _ in range(CPUS)]
+        for i in range(100):
+            q.put(i)
+        q.stop(workers)
+        have = [len(m.data) for m in out.items(sort=True)]
+        assert have == [MiB] * 100
+
+    seconds = timed(go)
+    return seconds, {"peak_rss_mib": peak_mib()}
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+MAPS = ["serial", "Pool.imap", "ProcessPoolExecutor", "ezq"]
+CASES: dict[str, tuple[Callable[[str], tuple[float, dict[str, Any]]], str, str, list[str]]] = {
+    # name: (function, unit, better, implementations)
+    "map_tiny": (map_tiny, "items/s", "higher", MAPS),
+    "map_cpu": (map_cpu, "x serial", "higher", MAPS),
+    "map_large": (map_large, "MB/s", "higher", MAPS[1:]),
+    "map_memory": (map_memory, "peak MiB", "lower", MAPS),
+    "map_io_threads": (map_io_threads, "items/s", "higher", ["ThreadPool.imap", "ThreadPoolExecutor", "ezq"]),
+    "q_sum": (q_sum, "msgs/s", "higher", ["multiprocessing.Queue", "ezq"]),
+    "q_thread": (q_thread, "msgs/s", "higher", ["queue.Queue", "ezq"]),
+    "latency": (latency, "µs", "lower", ["Pipe", "multiprocessing.Queue", "ezq"]),
+    "startup": (startup, "ms", "lower", ["multiprocessing.Queue", "ezq"]),
+}
+SIZES: dict[str, tuple[Callable[[str], tuple[float, dict[str, Any]]], str, str, list[str]]] = {
+    "map 1,000,000 items": (size_map_1m, "s", "lower", ["ezq"]),
+    "stop, then read 100 MB": (size_stop_then_read, "s", "lower", ["ezq", "ezq threads"]),
+}
+NOT_PEERS = {"ezq", "serial", "Pipe", "ezq threads"}  # Pipe is the limit, not a peer
+
+
+## Runner ##
+
+
+def measure(table: str, case: str, impl: str, method: str | None) -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter."""
+    args = [sys.executable, __file__, "--one", table, case, impl]
+    if method:
+        args += ["--method", method]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("cases", nargs="*", help="cases to run (default: all)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--size", action="store_true", help="the size runs instead of the comparison")
+    parser.add_argument("--method", help="multiprocessing start method (default: the platform's)")
+    parser.add_argument("--one", nargs=3, metavar=("TABLE", "CASE", "IMPL"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.method:
+        multiprocessing.set_start_method(args.method)
+    if args.one:
+        table, case, impl = args.one
+        run = (SIZES if table == "size" else CASES)[case][0]
+        figure, details = run(impl)
+        print(json.dumps({"figure": figure, **details}))
+        return 0
+
+    table = "size" if args.size else "cases"
+    cases = SIZES if args.size else CASES
+    chosen = args.cases or list(cases)
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for round_ in range(args.repeat):
+        for case in chosen:
+            impls = cases[case][3]
+            shift = round_ % len(impls)  # rotate the order between rounds
+            for impl in impls[shift:] + impls[:shift]:
+                result = measure(table, case, impl, args.method)
+                results.setdefault((case, impl), []).append(result)
+                print(f"[{round_ + 1}/{args.repeat}] {case} {impl}: {result}", file=sys.stderr, flush=True)
+
+    method = args.method or multiprocessing.get_start_method()
+    print(
+        f"\n{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"start method {method}, {time.strftime('%Y-%m-%d')}, medians of {args.repeat} runs\n"
+    )
+    if args.size:
+        print("| run | seconds | peak RSS of the main process (MiB) |\n|---|---|---|")
+        for case in chosen:
+            for impl in cases[case][3]:
+                good = [r for r in results[(case, impl)] if "error" not in r]
+                if not good:
+                    print(f"| {case} ({impl}) | error | |")
+                    continue
+                seconds = statistics.median(float(r["figure"]) for r in good)
+                rss = statistics.median(float(r["peak_rss_mib"]) for r in good)
+                print(f"| {case} ({impl}) | {seconds:.2f} | {rss:.0f} |")
+        return 0
+
+    impls_all = [i for i in dict.fromkeys(i for c in chosen for i in cases[c][3])]
+    print("| case | unit | " + " | ".join(impls_all) + " | ezq / best peer |")
+    print("|---" * (len(impls_all) + 3) + "|")
+    for case in chosen:
+        _, unit, better, impls = cases[case]
+        medians: dict[str, float | None] = {}
+        for impl in impls:
+            figures = [float(r["figure"]) for r in results[(case, impl)] if "error" not in r]
+            medians[impl] = statistics.median(figures) if figures else None
+        peers: dict[str, float] = {i: m for i, m in medians.items() if i not in NOT_PEERS and m is not None}
+        ratio = ""
+        if peers and medians.get("ezq"):
+            best = (max if better == "higher" else min)(peers, key=lambda i: peers[i])
+            ezq_median = medians["ezq"] or 0.0
+            ratio = f"{ezq_median / peers[best]:.2f} (vs {best})"
+        cells = [fmt(medians.get(i)) if i in impls else "" for i in impls_all]
+        arrow = "↑" if better == "higher" else "↓"
+        print(f"| {case} | {unit} {arrow} | " + " | ".join(cells) + f" | {ratio} |")
+    return 0
+
+
+def fmt(value: float | None) -> str:
+    if value is None:
+        return "—"
+    for limit, suffix in ((1e6, "M"), (1e3, "k")):
+        if value >= limit * 10:
+            return f"{value / limit:.2f}{suffix}"
+    return f"{value:.3g}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
