@@ -43,6 +43,8 @@ internally we use `builtins.map` where the builtin is meant.
 
 from __future__ import annotations
 
+import _thread
+
 # std
 import builtins
 import collections
@@ -67,7 +69,6 @@ from collections.abc import Iterable
 from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from multiprocessing.connection import wait as _wait_for
 from operator import attrgetter
 from typing import TYPE_CHECKING
 from typing import Any
@@ -425,7 +426,7 @@ class Worker:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return  # timed out
-                if _wait_for(self._waitables(), min(left, _TICK)):
+                if _wait_any(self._waitables(), min(left, _TICK)):
                     self._collect()
         except BaseException:  # Ctrl-C: take the worker down with us
             self._terminate()
@@ -1290,7 +1291,9 @@ def _worker_setup(lifeline: Connection) -> None:
     # Ctrl-C in a terminal signals the whole process group; the parent decides
     # what happens, and workers don't print a traceback each.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_watch_parent, args=(lifeline,), name="ezq-lifeline", daemon=True).start()
+    # A bare thread: threading.Thread.start() waits for the thread to run,
+    # which costs more than half a millisecond on every worker's start.
+    _thread.start_new_thread(_watch_parent, (lifeline,))
 
 
 def _process_worker(data: bytes, ends: _Ends, lifeline: Connection, status: Connection) -> None:
@@ -1366,7 +1369,7 @@ def _join_all(workers: list[Worker]) -> None:
     dead: Worker | None = None
     try:
         while pending and dead is None:
-            _wait_for([h for w in pending for h in w._waitables()], _TICK)
+            _wait_any([h for w in pending for h in w._waitables()], _TICK)
             for worker in list(pending):
                 worker._collect()
                 if worker._done:
@@ -1409,11 +1412,21 @@ _CHUNK_BYTES = 1 << 20
 _CHUNK_MAX = 1 << 16
 """Most items in one chunk."""
 
+_ADAPT_AFTER = 16
+"""Items to see before deciding how many workers to feed (see `_Chunker.workers_needed`)."""
+
+_PROBE = 0.02
+"""If the first chunk of a map takes longer than this (seconds), all its workers start."""
+
+_WORTH_A_WORKER = 20e-6
+"""Seconds per item from which a task is sure to gain from every worker: far more than
+what passing an item to a worker and back costs."""
+
 
 class _Chunker:
-    """Decides how many items go into the next chunk.
+    """Decides how many items go into the next chunk, and how many workers to feed.
 
-    Chunks start at one item and grow (at most 8x per step) until a chunk
+    Chunks start at one item and grow (at most 32x per step) until a chunk
     takes about `seconds` of work, so that tiny tasks are batched while slow
     tasks are sent one by one and stay balanced between workers.
     """
@@ -1423,20 +1436,35 @@ class _Chunker:
         self.seconds = seconds
         self.size = fixed or 1
         self.item_bytes = 0.0
+        self.work_items = 0  # items the workers have run so far,
+        self.work_seconds = 0.0  # and how long they took
 
     def record(self, items: int, seconds: float) -> None:
-        if self.fixed or items == 0:
+        if items == 0:
+            return
+        self.work_items += items
+        self.work_seconds += seconds
+        if self.fixed:
             return
         per_item = max(seconds / items, 1e-7)
         want = self.seconds / per_item
         if self.item_bytes:
             want = min(want, _CHUNK_BYTES / self.item_bytes)
-        self.size = max(1, min(int(want), self.size * 8, _CHUNK_MAX))
+        self.size = max(1, min(int(want), self.size * 32, _CHUNK_MAX))
 
     def sent(self, items: int, nbytes: int) -> None:
         if not self.fixed and items and nbytes:
             self.item_bytes = nbytes / items
             self.size = max(1, min(self.size, int(_CHUNK_BYTES / self.item_bytes)))
+
+    def workers_needed(self, main_per_item: float) -> int:
+        """How many workers keep up with a main thread that spends `main_per_item` per item.
+
+        When the caller's own loop is the bottleneck (tiny tasks), more
+        workers only take CPU from it.
+        """
+        per_item = self.work_seconds / max(self.work_items, 1)
+        return math.ceil(1.25 * per_item / main_per_item)
 
 
 class _Done:
@@ -1454,7 +1482,7 @@ class _Done:
 class _Pool:
     """Workers that run chunks of a map: the scheduler's view of them."""
 
-    seconds_per_chunk = 0.005
+    seconds_per_chunk = 0.01
     num = 1
 
     def free(self) -> bool:
@@ -1473,6 +1501,9 @@ class _Pool:
         """Stop the workers: let them finish, or (abort) stop them now."""
         raise NotImplementedError
 
+    def use(self, workers: int) -> None:
+        """Feed only this many workers from now on (a hint; see `_Chunker.workers_needed`)."""
+
 
 def _run_map(pool: _Pool, items: Iterator[Any], chunker: _Chunker, ordered: bool) -> Iterator[Any]:
     """Feed chunks of `items` to `pool` and yield the results (the body of `map`)."""
@@ -1484,6 +1515,11 @@ def _run_map(pool: _Pool, items: Iterator[Any], chunker: _Chunker, ordered: bool
     failed = False
     window = _WINDOW * pool.num
     finished = False
+    # The main thread's own time per item (ours, and the caller's loop between
+    # our yields) from the first result on: the time not spent waiting.
+    clock = 0.0
+    waited = 0.0
+    yielded = 0
     try:
         while True:
             while not exhausted and not failed and pool.free() and next_job - next_out < window:
@@ -1497,8 +1533,17 @@ def _run_map(pool: _Pool, items: Iterator[Any], chunker: _Chunker, ordered: bool
             if exhausted and next_out == next_job:
                 finished = True
                 return
-            for result in pool.wait():
+            start = time.perf_counter()
+            results = pool.wait()
+            waited += time.perf_counter() - start
+            if results and not clock:
+                clock, waited = time.perf_counter(), 0.0
+            for result in results:
                 chunker.record(sizes.pop(result.job), result.seconds)
+            if yielded >= _ADAPT_AFTER:
+                busy = time.perf_counter() - clock - waited
+                pool.use(chunker.workers_needed(max(busy, 1e-9) / yielded))
+            for result in results:
                 if result.error is not None:
                     failed = True
                 if ordered:
@@ -1506,12 +1551,14 @@ def _run_map(pool: _Pool, items: Iterator[Any], chunker: _Chunker, ordered: bool
                 else:
                     next_out += 1
                     yield from result.results
+                    yielded += len(result.results)
                     if result.error is not None:
                         raise result.error
             while next_out in done:
                 result = done.pop(next_out)
                 next_out += 1
                 yield from result.results
+                yielded += len(result.results)
                 if result.error is not None:
                     raise result.error
     finally:
@@ -1634,44 +1681,67 @@ class _MapWorker:
 
 
 class _ProcessPool(_Pool):
-    """Process workers, each with its own pipes; chunks go to the least busy one."""
+    """Process workers, each with its own pipes; chunks go to the least busy one.
+
+    Workers start as they are needed. The first chunk is a probe: if its
+    answer takes longer than `_PROBE` seconds (slow tasks, or a slow start
+    under spawn), all the workers start; if it comes quickly, the scheduler
+    decides from what it measures (see `_Chunker.workers_needed`). A tiny
+    task on a small machine then runs in one worker and leaves the other
+    CPUs to the caller's loop.
+    """
 
     def __init__(self, payload: _Payload, num: int) -> None:
         self.num = num
+        self.payload = payload
         self.workers: list[_MapWorker] = []
+        self.active = 1  # the first `active` workers get new chunks
+        self.probe_sent = 0.0  # when the probe went; 0 when there is no probe (any more)
         self.items_sent = 0
-        try:
-            for _ in range(num):
-                jobs_r, jobs_w = multiprocessing.Pipe(duplex=False)
-                results_r, results_w = multiprocessing.Pipe(duplex=False)
-                _grow_pipe(jobs_w)
-                _grow_pipe(results_w)
-                name = f"map-{next(_worker_count)}"
-                process, link = payload.start(_map_worker, (jobs_r, results_w), name)
-                self.workers.append(_MapWorker(process, link, jobs_w, results_r))
-        except BaseException:
-            self.close(abort=True)
-            raise
         self.poller = select.poll()
         self.by_fd: dict[int, _MapWorker] = {}
-        for worker in self.workers:
-            for fd in (worker.results_fd, worker.process.sentinel):
-                self.poller.register(fd, select.POLLIN)
-                self.by_fd[fd] = worker
-            self.by_fd[worker.jobs_fd] = worker
         self.writing: set[_MapWorker] = set()  # workers whose jobs fd we poll for POLLOUT
+        self._start_worker()
+
+    def _start_worker(self) -> None:
+        jobs_r, jobs_w = multiprocessing.Pipe(duplex=False)
+        results_r, results_w = multiprocessing.Pipe(duplex=False)
+        _grow_pipe(jobs_w)
+        _grow_pipe(results_w)
+        name = f"map-{next(_worker_count)}"
+        try:
+            process, link = self.payload.start(_map_worker, (jobs_r, results_w), name)
+        except BaseException:
+            jobs_w.close()
+            results_r.close()
+            self.close(abort=True)
+            raise
+        worker = _MapWorker(process, link, jobs_w, results_r)
+        self.workers.append(worker)
+        for fd in (worker.results_fd, worker.process.sentinel):
+            self.poller.register(fd, select.POLLIN)
+            self.by_fd[fd] = worker
+        self.by_fd[worker.jobs_fd] = worker
+
+    def use(self, workers: int) -> None:
+        self.active = max(1, min(workers, self.num))
+        while len(self.workers) < self.active:
+            self._start_worker()
 
     def free(self) -> bool:
-        return any(len(w.in_flight) < _DEPTH for w in self.workers)
+        depth = 1 if self.probe_sent else _DEPTH  # a probe waits alone: it may be slow
+        return any(len(w.in_flight) < depth for w in self.workers[: self.active])
 
     def submit(self, job: int, chunk: list[Any]) -> int:
-        worker = min(self.workers, key=lambda w: len(w.in_flight))
+        worker = min(self.workers[: self.active], key=lambda w: len(w.in_flight))
         try:
             data = pickle.dumps((job, chunk), protocol=5)
         except Exception:
             data = _dumps_chunk(job, chunk, self.items_sent)
         worker.send(data)
         worker.in_flight[job] = (self.items_sent, len(chunk))
+        if self.items_sent == 0:
+            self.probe_sent = time.monotonic()
         self.items_sent += len(chunk)
         return len(data)
 
@@ -1680,9 +1750,12 @@ class _ProcessPool(_Pool):
             if worker.unsent and worker not in self.writing:
                 self.poller.register(worker.jobs_fd, select.POLLOUT)
                 self.writing.add(worker)
+        timeout = _TICK
+        if self.probe_sent:
+            timeout = max(0.0, self.probe_sent + _PROBE - time.monotonic())
         finished: list[_Done] = []
         dead = None
-        for fd, _ in self.poller.poll(_TICK * 1000):
+        for fd, _ in self.poller.poll(timeout * 1000):
             worker = self.by_fd[fd]
             if fd == worker.jobs_fd:
                 worker.flush()
@@ -1698,6 +1771,11 @@ class _ProcessPool(_Pool):
                 dead = worker
         if dead is not None:
             self._died(dead)
+        if self.probe_sent and (finished or time.monotonic() >= self.probe_sent + _PROBE):
+            probe = finished[0] if finished else None
+            if probe is None or probe.seconds / max(len(probe.results), 1) >= _WORTH_A_WORKER:
+                self.use(self.num)  # slow tasks, or slow to start: use every worker
+            self.probe_sent = 0.0
         return finished
 
     def _read(self, worker: _MapWorker) -> _Done:
@@ -1778,6 +1856,17 @@ def _read_exactly(fd: int, size: int) -> bytearray:
 
 def _readable(fd: int) -> bool:
     return bool(select.select([fd], [], [], 0)[0])
+
+
+def _wait_any(handles: list[Any], timeout: float) -> bool:
+    """Wait until one of `handles` (fds, or objects with `fileno()`) is readable; `False` on timeout.
+
+    Like `multiprocessing.connection.wait`, without building a selector each time.
+    """
+    poller = select.poll()
+    for handle in handles:
+        poller.register(handle, select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
 
 
 def _grow_pipe(conn: Connection) -> None:

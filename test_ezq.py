@@ -693,10 +693,14 @@ def test_an_exception_that_cannot_be_pickled_still_arrives(start_method: str) ->
 def test_map_notices_a_dead_worker_at_once(how: str, start_method: str) -> None:
     task, ending = FAULTS[how]
     start = time.monotonic()
-    with pytest.raises(ezq.WorkerError, match=f"{ending} while running input item 3") as info:
+    with pytest.raises(ezq.WorkerError, match=f"{ending} while running input item") as info:
         list(ezq.map(task, range(100)))
     assert time.monotonic() - start < 10, "expected the death to be noticed, not waited out"
     assert info.value.exitcode is not None and re.match(r"map-\d+", info.value.name or "")
+    found = re.search(r"input items? (\d+)(?:-(\d+))?$", str(info.value))
+    assert found, str(info.value)
+    first, last = int(found[1]), int(found[2] or found[1])
+    assert first <= 3 <= last, "expected the items it was running to include the one that killed it"
     assert multiprocessing.active_children() == []
 
 
