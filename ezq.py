@@ -576,7 +576,10 @@ _BATCH_MAX = 4096
 _BATCH_SECONDS = 0.002
 """Readers size their requests so that one batch takes about this long to consume."""
 
-_Sends = list[tuple["_Channel", list[bytes]]]
+_Frame = bytes | bytearray
+"""A message kept in its home: bytes, or a bytearray when it was read straight from a pipe."""
+
+_Sends = list[tuple["_Channel", list[_Frame]]]
 """Batches taken for readers, to write once no lock is held (see `_send`)."""
 
 
@@ -584,7 +587,7 @@ def _encode(data: Any, kind: str, order: int) -> bytes:
     return _dumps((data, kind, order), what="the message data")
 
 
-def _decode(frame: bytes) -> Msg[Any]:
+def _decode(frame: _Frame) -> Msg[Any]:
     if frame[:1] == _END_TAG:
         return Msg(*pickle.loads(memoryview(frame)[1:]))
     return Msg(*pickle.loads(frame))
@@ -622,7 +625,7 @@ class _Home:
         self.forked = False  # set in a forked child: this copy is not the home
         self.lock = threading.Lock()
         self.ready = threading.Condition(self.lock)
-        self.frames: collections.deque[bytes] = collections.deque()
+        self.frames: collections.deque[_Frame] = collections.deque()
         self.local_waiters = 0
         self.hungry: collections.deque[_Channel] = collections.deque()
         self.channels: list[_Channel] = []
@@ -647,7 +650,7 @@ class _Home:
             frame = _END_TAG + frame
         _send(self.append(frame))
 
-    def append(self, frame: bytes) -> _Sends:
+    def append(self, frame: _Frame) -> _Sends:
         with self.lock:
             self.frames.append(frame)
             sends = self._dispatch()
@@ -682,7 +685,7 @@ class _Home:
             self.hungry.append(channel)
             return self._dispatch()
 
-    def give_back(self, frames: list[bytes]) -> _Sends:
+    def give_back(self, frames: list[_Frame]) -> _Sends:
         """A reader returned frames it did not read: they go first in line."""
         with self.lock:
             self.frames.extendleft(reversed(frames))
@@ -698,7 +701,7 @@ class _Home:
         frames = self.frames
         while frames and self.hungry:
             channel = self.hungry.popleft()
-            batch: list[bytes] = []
+            batch: list[_Frame] = []
             size = 0
             while frames and len(batch) < channel.demand and size < _BATCH_BYTES:
                 frame = frames.popleft()
@@ -751,7 +754,7 @@ class _Channel:
         self.write_lock = threading.Lock()
         self.demand = 0
 
-    def on_frame(self, tag: int, payload: bytes) -> _Sends:
+    def on_frame(self, tag: int, payload: _Frame) -> _Sends:
         """Handle a frame that came up the worker's uplink for this queue."""
         if tag == _PUT:
             return self.home.append(payload)
@@ -761,7 +764,7 @@ class _Channel:
             return self.home.ask(self, int.from_bytes(payload, "little"))
         return self.home.give_back(pickle.loads(payload))
 
-    def send(self, batch: list[bytes]) -> bool:
+    def send(self, batch: list[_Frame]) -> bool:
         """Send one batch to the reader; `False` if it is gone."""
         data = pickle.dumps(batch, protocol=5)
         try:
@@ -785,37 +788,62 @@ class _Link:
         self.fd = up.fileno()
         os.set_blocking(self.fd, False)
         self.channels = channels
-        self.buffer = bytearray()  # the start of a frame that has not fully arrived
+        self.buffer = bytearray()  # small frames, and the head of the next one
+        # A large frame is read straight into a buffer of its size: no copies,
+        # and no growing and shrinking of big blocks, which would keep the
+        # allocator from giving memory back once the messages are read.
+        self.large: tuple[int, int, bytearray, int] | None = None  # tag, index, payload, bytes read
 
     def read_available(self, sends: _Sends) -> bool:
         """Handle every frame that has arrived; `True` once the worker closed its end."""
-        closed = False
         while True:
             try:
-                count = os.readv(self.fd, [_SCRATCH])
+                if self.large is not None:
+                    tag, index, payload, got = self.large
+                    count = os.readv(self.fd, [memoryview(payload)[got:]])
+                    if count:
+                        got += count
+                        self.large = None if got == len(payload) else (tag, index, payload, got)
+                        if self.large is None:
+                            sends += self.channels[index].on_frame(tag, payload)
+                        continue
+                else:
+                    count = os.readv(self.fd, [_SCRATCH])
+                    if count:
+                        self.buffer += _SCRATCH[:count]
+                        self._parse(sends)
+                        continue
             except BlockingIOError:
-                break
+                return False
             except OSError:
-                closed = True
-                break
-            if not count:
-                closed = True
-                break
-            self.buffer += _SCRATCH[:count]
-        frames = []
+                return True
+            return True  # end of file: the worker closed its end
+
+    def _parse(self, sends: _Sends) -> None:
+        """Handle the complete frames in `buffer`; start reading a large one."""
+        frames: list[tuple[int, int, _Frame]] = []
         start = 0
         with memoryview(self.buffer) as view:
             while len(view) - start >= _HEAD.size:
                 size, tag, index = _HEAD.unpack_from(view, start)
-                end = start + _HEAD.size + size
-                if len(view) < end:
+                body = start + _HEAD.size
+                if size >= len(_SCRATCH):
+                    payload = bytearray(size)
+                    got = min(size, len(view) - body)
+                    payload[:got] = view[body : body + got]
+                    start = body + got
+                    if got < size:
+                        self.large = (tag, index, payload, got)
+                        break
+                    frames.append((tag, index, payload))
+                    continue
+                if len(view) < body + size:
                     break
-                frames.append((tag, index, bytes(view[start + _HEAD.size : end])))
-                start = end
+                frames.append((tag, index, bytes(view[body : body + size])))
+                start = body + size
         del self.buffer[:start]
-        for tag, index, payload in frames:
-            sends += self.channels[index].on_frame(tag, payload)
-        return closed
+        for tag, index, frame in frames:
+            sends += self.channels[index].on_frame(tag, frame)
 
     def close(self) -> None:
         for channel in self.channels:
@@ -959,7 +987,7 @@ class _Remote:
         self.down = down
         self.shared_size = shared_size
         self.read_lock = threading.Lock()
-        self.buffer: collections.deque[bytes] = collections.deque()
+        self.buffer: collections.deque[_Frame] = collections.deque()
         self.batch = 1  # frames to ask for next time
         self.received = 0.0  # when the last batch arrived
 

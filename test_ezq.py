@@ -482,6 +482,20 @@ def test_stop_then_read_100_mb_with_thread_workers() -> None:
     assert [m.order for m in out.items(sort=True)] == list(range(100))
 
 
+def mixed_sizes_worker(out: ezq.Q[bytes]) -> None:
+    """Put small and large messages, alternating."""
+    for i in range(40):
+        out.put(bytes([i]) * (3 if i % 2 else (i + 1) * 50_000), order=i)
+
+
+def test_small_and_large_messages_arrive_whole_and_in_order(start_method: str) -> None:
+    out: ezq.Q[bytes] = ezq.Q()
+    ezq.run(mixed_sizes_worker, out).join()
+    have = [(m.order, len(m.data), set(m.data)) for m in out.items()]
+    want = [(i, 3 if i % 2 else (i + 1) * 50_000, {i}) for i in range(40)]
+    assert have == want, "expected one writer's messages whole and in the order it put them"
+
+
 def test_thread_workers_may_write_to_a_process_q_read_by_a_process(start_method: str) -> None:
     q: ezq.Q[int] = ezq.Q("thread")
     mid: ezq.Q[int] = ezq.Q()
@@ -646,6 +660,58 @@ def test_map_respects_a_fixed_chunksize() -> None:
 def test_map_unordered_yields_everything(kind: str) -> None:
     have = list(ezq.map(double, range(500), kind=kind, ordered=False))  # type: ignore[arg-type]
     assert sorted(have) == [2 * i for i in range(500)]
+
+
+def sleep_then_return(seconds: float) -> float:
+    """Sleep, then return how long."""
+    time.sleep(seconds)
+    return seconds
+
+
+def test_map_unordered_yields_results_as_they_finish(kind: str) -> None:
+    results = ezq.map(sleep_then_return, [1.0, 0.01], num=2, kind=kind, ordered=False)  # type: ignore[arg-type]
+    assert next(results) == 0.01, "expected the quick result before the slow one before it"
+    assert list(results) == [1.0]
+
+
+def test_chunks_grow_gradually_and_stay_within_bounds() -> None:
+    chunker = ezq._Chunker(None, seconds=0.01)
+    sizes = []
+    for _ in range(8):
+        sizes.append(chunker.size)
+        chunker.record(chunker.size, chunker.size * 1e-7)  # tiny tasks: 0.1 µs each
+    assert sizes[:4] == [1, 32, 1024, 32768], "expected growth of at most 32x per chunk"
+    assert max(sizes) == ezq._CHUNK_MAX
+    chunker.sent(100, 100 * 65536)  # 64 KiB items
+    assert chunker.size == ezq._CHUNK_BYTES // 65536, "expected about 1 MiB per chunk"
+    slow = ezq._Chunker(None, seconds=0.01)
+    slow.record(1, 1.0)
+    assert slow.size == 1, "expected slow tasks to go one by one"
+    fixed = ezq._Chunker(7, seconds=0.01)
+    fixed.record(7, 1e-6)
+    assert fixed.size == 7
+
+
+MEMORY_SCRIPT = """
+import resource, sys
+import ezq
+
+if __name__ == "__main__":
+    items = (bytes([i & 255]) * 1024 for i in range(200_000))  # 195 MiB in all
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert all(size == 1024 for size in ezq.map(len, items))
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss is in KiB on Linux")
+def test_map_memory_stays_bounded_on_a_large_input(tmp_path: Path) -> None:
+    script = tmp_path / "memory.py"
+    script.write_text(MEMORY_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=str(HERE))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) < 40, "expected the parent to grow by far less than the 195 MiB of input"
 
 
 ## Failures ##

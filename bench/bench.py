@@ -435,24 +435,30 @@ def main() -> int:
                 print(f"| {case} ({impl}) | {seconds:.2f} | {rss:.0f} |")
         return 0
 
-    impls_all = [i for i in dict.fromkeys(i for c in chosen for i in cases[c][3])]
-    print("| case | unit | " + " | ".join(impls_all) + " | ezq / best peer |")
-    print("|---" * (len(impls_all) + 3) + "|")
+    print("| case | unit | ezq | best standard-library peer | ezq / peer | reference |")
+    print("|---|---|---|---|---|---|")
     for case in chosen:
         _, unit, better, impls = cases[case]
-        medians: dict[str, float | None] = {}
+        medians: dict[str, float] = {}
         for impl in impls:
             figures = [float(r["figure"]) for r in results[(case, impl)] if "error" not in r]
-            medians[impl] = statistics.median(figures) if figures else None
-        peers: dict[str, float] = {i: m for i, m in medians.items() if i not in NOT_PEERS and m is not None}
-        ratio = ""
-        if peers and medians.get("ezq"):
-            best = (max if better == "higher" else min)(peers, key=lambda i: peers[i])
-            ezq_median = medians["ezq"] or 0.0
-            ratio = f"{ezq_median / peers[best]:.2f} (vs {best})"
-        cells = [fmt(medians.get(i)) if i in impls else "" for i in impls_all]
+            if figures:
+                medians[impl] = statistics.median(figures)
+        peers = {i: m for i, m in medians.items() if i not in NOT_PEERS}
         arrow = "↑" if better == "higher" else "↓"
-        print(f"| {case} | {unit} {arrow} | " + " | ".join(cells) + f" | {ratio} |")
+        peer = ratio = "—"
+        if peers and "ezq" in medians:
+            best = (max if better == "higher" else min)(peers, key=lambda i: peers[i])
+            peer = f"{fmt(peers[best])} ({best})"
+            ratio = f"{medians['ezq'] / peers[best]:.2f}"
+        refs = [f"{fmt(medians[i])} ({i})" for i in ("serial", "Pipe") if i in medians]
+        if case == "map_cpu":
+            refs.append(f"{CPUS}.00 (CPUs)")
+        if case == "map_io_threads":
+            refs.append(f"{fmt(THREADS / 0.01)} (limit)")
+        print(
+            f"| {case} | {unit} {arrow} | {fmt(medians.get('ezq'))} | {peer} | {ratio} | {', '.join(refs)} |"
+        )
     return 0
 
 
@@ -460,8 +466,8 @@ def fmt(value: float | None) -> str:
     if value is None:
         return "—"
     for limit, suffix in ((1e6, "M"), (1e3, "k")):
-        if value >= limit * 10:
-            return f"{value / limit:.2f}{suffix}"
+        if value >= limit:
+            return f"{value / limit:.3g}{suffix}"
     return f"{value:.3g}"
 
 
