@@ -5,8 +5,10 @@ SHELL := /bin/bash
 # Every CPython 3.10-3.13 that pyenv has here; else the default python3.
 PYTHONS := $(or $(shell for v in 3.10 3.11 3.12 3.13; do p=$$(pyenv prefix $$v 2>/dev/null) && echo $$p/bin/python; done),python3)
 PYTHON := $(firstword $(shell command -v python3) python3)
-TEST_DEPS := dill pytest pytest-timeout
-LINT_DEPS := dill pytest mypy ruff
+TEST_DEPS := dill pytest pytest-timeout tqdm
+NODILL_DEPS := pytest pytest-timeout
+LINT_DEPS := dill pytest mypy ruff pyright
+PACKAGE_DEPS := build twine mypy pyright pytest pytest-timeout
 PIP := -m pip install --quiet --disable-pip-version-check
 
 # $(call venv,PYTHON,NAME,DEPS): make .venv/NAME with DEPS unless it has them already.
@@ -16,16 +18,31 @@ define venv
 		{ .venv/$(2)/bin/python $(PIP) $(3) && echo "$(3)" > .venv/$(2)/.deps; }
 endef
 
-.PHONY: demo test lint bench
+.PHONY: demo test lint bench package test-nodill
 demo:  ## run every example in the README
 	$(call venv,$(PYTHON),demo,$(TEST_DEPS))
 	.venv/demo/bin/python test_ezq.py
 
-test:  ## run the tests on each Python, under fork, spawn and forkserver
+test:  ## everything: the tests on each Python (fork, spawn, forkserver), without dill, and the package
 	@set -e; for py in $(PYTHONS); do \
 		name=$$($$py -c 'import sys; print("py%d.%d" % sys.version_info[:2])'); \
 		$(MAKE) --no-print-directory test-one PY=$$py NAME=$$name; \
 	done
+	@$(MAKE) --no-print-directory test-nodill package
+
+test-nodill:  ## the tests where dill is not installed (ezq.py copied into a project)
+	$(call venv,$(PYTHON),nodill,$(NODILL_DEPS))
+	@echo "=== without dill ==="
+	.venv/nodill/bin/python -m pytest -q test_ezq.py
+
+package:  ## build the sdist and wheel, check them, and type-check a user's script against them
+	$(call venv,$(PYTHON),package,$(PACKAGE_DEPS))
+	@echo "=== package ==="
+	rm -rf dist
+	.venv/package/bin/python -m build --quiet .
+	.venv/package/bin/twine check --strict dist/*
+	EZQ_WHEEL="$$(ls dist/*.whl)" EZQ_SDIST="$$(ls dist/*.tar.gz)" \
+		.venv/package/bin/python -m pytest -q -m package test_ezq.py
 
 .PHONY: test-one
 test-one:
@@ -38,6 +55,7 @@ lint:  ## ruff (lint and format) and mypy --strict
 	.venv/lint/bin/ruff check ezq.py test_ezq.py bench/
 	.venv/lint/bin/ruff format --check ezq.py test_ezq.py bench/
 	.venv/lint/bin/mypy --strict ezq.py test_ezq.py bench/bench.py
+	.venv/lint/bin/pyright ezq.py
 
 bench:  ## ezq next to the standard library on this machine (bench/bench.py)
 	$(call venv,$(PYTHON),demo,$(TEST_DEPS))

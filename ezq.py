@@ -50,6 +50,7 @@ import builtins
 import collections
 import contextlib
 import heapq
+import importlib
 import itertools
 import math
 import multiprocessing
@@ -86,6 +87,7 @@ __all__ = (
     "IS_MACOS",
     "NUM_CPUS",
     "NUM_THREADS",
+    "Kind",
     "Msg",
     "Q",
     "Worker",
@@ -119,7 +121,14 @@ IS_MACOS: bool = sys.platform == "darwin"
 Kind = Literal["process", "thread"]
 """Kinds of workers and queues: `"process"` or `"thread"`."""
 
-T = TypeVar("T")
+if TYPE_CHECKING:  # pragma: no cover
+    # A message type defaults to Any (PEP 696), so `Q()` needs no annotation.
+    # Checkers know typing_extensions; at run time ezq needs nothing of it.
+    from typing_extensions import TypeVar as TypeVarWithDefault
+
+    T = TypeVarWithDefault("T", default=Any)
+else:
+    T = TypeVar("T")
 R = TypeVar("R")
 
 ## Messages ##
@@ -127,7 +136,11 @@ R = TypeVar("R")
 
 @dataclass
 class Msg(Generic[T]):
-    """A message on a `Q`."""
+    """A message on a `Q`: the data, and optionally a kind and an order.
+
+    >>> ezq.Msg("hello")
+    Msg(data='hello', kind='', order=0)
+    """
 
     data: T = None  # type: ignore[assignment]
     """What the message carries."""
@@ -179,6 +192,12 @@ class Q(Generic[T]):
     Messages are read by iterating: `for msg in q` yields messages until one
     of kind `"END"`, which `end()` and `stop()` put. Any number of workers may
     read and write the same queue; each message goes to exactly one reader.
+
+    >>> q = ezq.Q("thread")
+    >>> q.put(1).put(2).end().qsize()
+    3
+    >>> [msg.data for msg in q]
+    [1, 2]
     """
 
     def __init__(self, kind: Kind = "process") -> None:
@@ -212,11 +231,9 @@ class Q(Generic[T]):
                 process queue) `data` cannot be pickled, even by `dill`.
         """
         if isinstance(data, Msg):
-            kind, order, data = data.kind, data.order, data.data
-        if not isinstance(kind, str):
-            raise TypeError(f"kind must be a str, not {type(kind).__name__}: {kind!r}")
-        if not isinstance(order, int) or isinstance(order, bool):
-            raise TypeError(f"order must be an int, not {type(order).__name__}: {order!r}")
+            msg = cast("Msg[T]", data)
+            kind, order, data = msg.kind, msg.order, msg.data
+        _check_message(kind, order)
         self._impl.put(data, kind, order)
         return self
 
@@ -243,6 +260,12 @@ class Q(Generic[T]):
         yielded. If the queue ends while some are still waiting (there was a
         gap in the numbers), they are yielded in order at the end. A message
         whose `order` was already passed (a duplicate) is yielded at once.
+
+        >>> q = ezq.Q("thread")
+        >>> for order in [1, 0, 3]:  # 2 never comes
+        ...     _ = q.put(order=order)
+        >>> [msg.order for msg in q.end().sorted()]
+        [0, 1, 3]
         """
         expected = start
         waiting: list[tuple[int, int, Msg[T]]] = []  # a heap of (order, arrival, msg)
@@ -264,6 +287,11 @@ class Q(Generic[T]):
         With `cache=True` the messages are kept, so calling `items()` again
         yields the same messages (the queue is read only once). With
         `sort=True` they come sorted by `order`.
+
+        >>> out = ezq.Q()
+        >>> _ = out.put("b", order=1).put("a", order=0)
+        >>> [msg.data for msg in out.items(sort=True)]
+        ['a', 'b']
         """
         if cache:
             if self._cache is None:
@@ -288,10 +316,11 @@ class Q(Generic[T]):
                 have lost the messages the dead worker held.
             TypeError: `workers` is not a `Worker` or an iterable of them.
         """
-        group = _as_workers(workers)
+        # Q and Worker work together here; the helpers are Worker's private business.
+        group = Worker._group(workers)  # pyright: ignore[reportPrivateUsage]
         for _ in group:
             self.end()
-        _join_all(group)
+        Worker._join_all(group)  # pyright: ignore[reportPrivateUsage]
         return self
 
     def qsize(self) -> int:
@@ -314,7 +343,14 @@ class Q(Generic[T]):
                 "a Q can be sent to a process worker only as an argument of ezq.run() "
                 "(or captured by an ezq.map task), not inside a message"
             )
-        return (_attached_q, (attach.add(self),))
+        return (_attached_q, (attach.add(self._impl),))
+
+    @classmethod
+    def _remote(cls, remote: _Remote) -> Q[Any]:
+        """The worker's side of a process queue that its parent sent it."""
+        q: Q[Any] = cls.__new__(cls)
+        q._impl, q.kind, q._cache = remote, "process", None
+        return q
 
 
 ## Workers ##
@@ -485,6 +521,50 @@ class Worker:
             _kill([self._process])
             self._collect()
 
+    @staticmethod
+    def _group(workers: object) -> list[Worker]:
+        """`workers` as a list: a `Worker`, or an iterable of them (checked: callers may be untyped)."""
+        group = [workers] if isinstance(workers, Worker) else workers
+        try:
+            group = list(cast(Iterable[object], group))
+        except TypeError:
+            kind = type(workers).__name__
+            raise TypeError(f"expected a Worker or an iterable of Workers, not {kind}") from None
+        for worker in group:
+            if not isinstance(worker, Worker):
+                raise TypeError(f"expected a Worker or an iterable of Workers, got a {type(worker).__name__}")
+        return cast(list[Worker], group)
+
+    @staticmethod
+    def _join_all(workers: list[Worker]) -> None:
+        """Wait for every worker; raise the first failure (see `Q.stop`)."""
+        pending = [w for w in workers if not w._done]
+        dead: Worker | None = None
+        try:
+            while pending and dead is None:
+                _wait_any([h for w in pending for h in w._waitables()], _TICK)
+                for worker in list(pending):
+                    worker._collect()
+                    if worker._done:
+                        pending.remove(worker)
+                        if dead is None and worker._died():
+                            dead = worker
+        finally:
+            for worker in pending:  # a worker died, or Ctrl-C: take the others down
+                worker._terminate()
+        if dead is not None:
+            error = dead._error
+            assert error is not None
+            if pending:
+                _add_note(error, f"ezq terminated the {len(pending)} other worker(s) being stopped")
+            raise error
+        failed = [w._error for w in workers if w._error is not None]
+        if failed:
+            if len(failed) > 1:
+                note = f"{len(failed)} of {len(workers)} workers failed; this is the first error"
+                _add_note(failed[0], note)
+            raise failed[0]
+
 
 def run(task: Callable[..., Any], *args: Any, **kwargs: Any) -> Worker:
     """Start `task(*args, **kwargs)` in a process worker (alias of `Worker.process`)."""
@@ -529,6 +609,9 @@ def map(
             the results before it. The remaining work is cancelled.
         WorkerError: a worker process died (the message names its exit code or signal).
         TypeError / ValueError: bad arguments, at the call.
+
+    >>> list(ezq.map(pow, [2, 3, 4], [1, 2, 3], kind="thread"))
+    [2, 9, 64]
     """
     _check_callable(task)
     if not iterables:
@@ -537,8 +620,9 @@ def map(
         raise ValueError(f"map kind must be 'process' or 'thread', not {kind!r}")
     num = _check_count("num", num, NUM_CPUS if kind == "process" else NUM_THREADS)
     fixed = None if chunksize is None else _check_count("chunksize", chunksize, 1)
-    star = len(iterables) > 1
-    items: Iterator[Any] = zip(*iterables, strict=False) if star else iter(iterables[0])
+    first, *others = iterables
+    star = bool(others)
+    items: Iterator[Any] = zip(first, *others, strict=False) if star else iter(first)
     if kind == "process":
         _check_can_start_processes()
         payload = _Payload.dump((task, star), what="the map task")
@@ -697,7 +781,7 @@ class _Home:
 
     def _dispatch(self) -> _Sends:
         """Take a batch for each waiting reader (call with the lock held)."""
-        sends = []
+        sends: _Sends = []
         frames = self.frames
         while frames and self.hungry:
             channel = self.hungry.popleft()
@@ -942,22 +1026,20 @@ class _Hub:
         link.close()
 
 
-_HUB: _Hub | None = None
 _HUB_LOCK = threading.Lock()
 
 
 def _retire(link: _Link | None) -> None:
     """Release the pipes of a worker that has exited (see `_Hub.retire`)."""
-    if link is not None and _HUB is not None:
-        _HUB.retire(link)
+    if link is not None and _state.hub is not None:
+        _state.hub.retire(link)
 
 
 def _hub() -> _Hub:
-    global _HUB
     with _HUB_LOCK:
-        if _HUB is None:
-            _HUB = _Hub()
-        return _HUB
+        if _state.hub is None:
+            _state.hub = _Hub()
+        return _state.hub
 
 
 class _Uplink:
@@ -1064,7 +1146,7 @@ def _dumps(obj: Any, what: str) -> bytes:
 
 def _dill_dumps(obj: Any, what: str, why: Exception | None) -> bytes:
     try:
-        import dill  # type: ignore[import-untyped]
+        dill = importlib.import_module("dill")  # optional, and untyped
     except ImportError:
         raise TypeError(
             f"cannot pickle {what} ({type(obj).__name__}): {why}; "
@@ -1090,24 +1172,32 @@ class _Attach:
 
     Each such queue is given a private channel per worker, passed to the
     worker as a `Process` argument so that `multiprocessing` hands over the
-    pipes under every start method.
+    pipes under every start method. Use as `with _Attach() as attach:`.
     """
 
     _local = threading.local()
 
     def __init__(self) -> None:
-        self.queues: list[Q[Any]] = []
+        self.homes: list[_Home] = []
 
     @classmethod
     def current(cls) -> _Attach | None:
+        """The collector of the pickling going on in this thread, if any."""
         return cast("_Attach | None", getattr(cls._local, "attach", None))
 
-    def add(self, q: Q[Any]) -> int:
-        for index, known in enumerate(self.queues):
-            if known is q:
+    def __enter__(self) -> _Attach:
+        _Attach._local.attach = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _Attach._local.attach = None
+
+    def add(self, home: _Home) -> int:
+        for index, known in enumerate(self.homes):
+            if known is home:
                 return index
-        self.queues.append(q)
-        return len(self.queues) - 1
+        self.homes.append(home)
+        return len(self.homes) - 1
 
 
 _ATTACHED: list[Q[Any]] = []  # in a worker: its queues, while its payload is unpickled
@@ -1121,19 +1211,15 @@ def _attached_q(index: int) -> Q[Any]:
 class _Payload:
     """What a new process worker needs: pickled bytes and the queues they mention."""
 
-    def __init__(self, data: bytes, queues: list[Q[Any]]) -> None:
+    def __init__(self, data: bytes, homes: list[_Home]) -> None:
         self.data = data
-        self.queues = queues
+        self.homes = homes
 
     @classmethod
     def dump(cls, obj: Any, what: str) -> _Payload:
-        attach = _Attach()
-        _Attach._local.attach = attach
-        try:
+        with _Attach() as attach:
             data = _dumps(obj, what)
-        finally:
-            _Attach._local.attach = None
-        return cls(data, attach.queues)
+        return cls(data, attach.homes)
 
     def start(
         self, target: Callable[..., None], args: tuple[Any, ...], name: str
@@ -1147,10 +1233,10 @@ class _Payload:
         up_r = up_w = None
         with _START_LOCK:  # so no other worker inherits this one's pipe ends under fork
             try:
-                if self.queues:
+                if self.homes:
                     up_r, up_w = multiprocessing.Pipe(duplex=False)
-                    for index, q in enumerate(self.queues):
-                        channel, down = cast(_Home, q._impl).open_channel(index)
+                    for index, home in enumerate(self.homes):
+                        channel, down = home.open_channel(index)
                         channels.append(channel)
                         downs.append(down)
                 context = multiprocessing.get_context()
@@ -1183,12 +1269,7 @@ class _Payload:
         if up is not None:
             uplink = _Uplink(up)
             remotes = [_Remote(uplink, index, down, size) for index, (down, size) in enumerate(downs)]
-        queues: list[Q[Any]] = []
-        for remote in remotes:
-            q: Q[Any] = Q.__new__(Q)
-            q._impl, q.kind, q._cache = remote, "process", None
-            queues.append(q)
-        _ATTACHED[:] = queues
+        _ATTACHED[:] = [Q._remote(remote) for remote in remotes]  # pyright: ignore[reportPrivateUsage]
         try:
             return pickle.loads(data), remotes
         finally:
@@ -1268,18 +1349,26 @@ def _block_ctrl_c() -> None:
 
 
 _START_LOCK = threading.Lock()
-_IN_WORKER = False  # True inside a process worker
+
+
+class _State:
+    """What ezq knows about the process it runs in."""
+
+    in_worker = False  # inside a process worker
+    hub: _Hub | None = None  # reads this process's workers' uplinks (see _hub)
+    lifeline: tuple[Connection, Connection] | None = None  # see _lifeline
+
+
+_state = _State()
 _HOMES: weakref.WeakSet[_Home] = weakref.WeakSet()
-_LIFELINE: tuple[Connection, Connection] | None = None
 _worker_count = itertools.count(1)
 
 
 def _lifeline() -> Connection:
     """A pipe whose write end only this process holds: workers exit when it closes."""
-    global _LIFELINE
-    if _LIFELINE is None:
-        _LIFELINE = multiprocessing.Pipe(duplex=False)
-    return _LIFELINE[0]
+    if _state.lifeline is None:
+        _state.lifeline = multiprocessing.Pipe(duplex=False)
+    return _state.lifeline[0]
 
 
 def _after_fork_in_child() -> None:
@@ -1290,13 +1379,12 @@ def _after_fork_in_child() -> None:
     # may be half-way through closing a pipe at the moment of the fork, and
     # its fd number may already belong to one of the child's own pipes.
     # The lifeline is never closed, so its number is safe.)
-    global _LIFELINE, _HUB
-    _HUB = None  # its thread did not come along
+    _state.hub = None  # its thread did not come along
     for home in list(_HOMES):
         home.forked = True
-    if _LIFELINE is not None:
-        _LIFELINE[1].close()
-        _LIFELINE = None
+    if _state.lifeline is not None:
+        _state.lifeline[1].close()
+        _state.lifeline = None
 
 
 if hasattr(os, "register_at_fork"):  # pragma: no branch
@@ -1314,8 +1402,7 @@ def _watch_parent(lifeline: Connection) -> None:
 
 def _worker_setup(lifeline: Connection) -> None:
     """First steps of every worker process."""
-    global _IN_WORKER
-    _IN_WORKER = True
+    _state.in_worker = True
     # Ctrl-C in a terminal signals the whole process group; the parent decides
     # what happens, and workers don't print a traceback each.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -1345,7 +1432,7 @@ def _process_worker(data: bytes, ends: _Ends, lifeline: Connection, status: Conn
 
 
 def _check_can_start_processes() -> None:
-    if _IN_WORKER:
+    if _state.in_worker:
         raise RuntimeError(
             "a process worker can't start process workers (they are daemonic processes); "
             "start thread workers instead: ezq.run_thread() or ezq.map(..., kind='thread')"
@@ -1375,49 +1462,6 @@ def _kill(processes: Iterable[BaseProcess]) -> None:
         if process.is_alive():
             process.kill()
             process.join()
-
-
-def _as_workers(workers: Worker | Iterable[Worker]) -> list[Worker]:
-    group = [workers] if isinstance(workers, Worker) else workers
-    try:
-        group = list(group)
-    except TypeError:
-        raise TypeError(
-            f"expected a Worker or an iterable of Workers, not {type(workers).__name__}"
-        ) from None
-    for worker in group:
-        if not isinstance(worker, Worker):
-            raise TypeError(f"expected a Worker or an iterable of Workers, got a {type(worker).__name__}")
-    return group
-
-
-def _join_all(workers: list[Worker]) -> None:
-    """Wait for every worker; raise the first failure (see `Q.stop`)."""
-    pending = [w for w in workers if not w._done]
-    dead: Worker | None = None
-    try:
-        while pending and dead is None:
-            _wait_any([h for w in pending for h in w._waitables()], _TICK)
-            for worker in list(pending):
-                worker._collect()
-                if worker._done:
-                    pending.remove(worker)
-                    if dead is None and worker._died():
-                        dead = worker
-    finally:
-        for worker in pending:  # a worker died, or Ctrl-C: take the others down
-            worker._terminate()
-    if dead is not None:
-        error = dead._error
-        assert error is not None
-        if pending:
-            _add_note(error, f"ezq terminated the {len(pending)} other worker(s) being stopped")
-        raise error
-    failed = [w._error for w in workers if w._error is not None]
-    if failed:
-        if len(failed) > 1:
-            _add_note(failed[0], f"{len(failed)} of {len(workers)} workers failed; this is the first error")
-        raise failed[0]
 
 
 def _add_note(error: BaseException, note: str) -> None:
@@ -1971,6 +2015,14 @@ def _dumps_results(job: int, out: list[Any], error: Any, seconds: float) -> byte
             except TypeError as exc:
                 return pickle.dumps((job, out[:index], (index, _pack_exception(exc)), seconds), protocol=5)
         raise
+
+
+def _check_message(kind: object, order: object) -> None:
+    """Check what callers without type checking may pass to `Q.put`."""
+    if not isinstance(kind, str):
+        raise TypeError(f"kind must be a str, not {type(kind).__name__}: {kind!r}")
+    if not isinstance(order, int) or isinstance(order, bool):
+        raise TypeError(f"order must be an int, not {type(order).__name__}: {order!r}")
 
 
 def _check_callable(task: object) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 # std
 import contextlib
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -37,6 +38,8 @@ HERE = Path(__file__).resolve().parent
 README = HERE / "README.md"
 METHODS = ["fork", "spawn", "forkserver"]
 KINDS = ["process", "thread"]
+HAVE_DILL = importlib.util.find_spec("dill") is not None
+needs_dill = pytest.mark.skipif(not HAVE_DILL, reason="sends a lambda or closure to a process: needs dill")
 
 # Forkserver children are forked from a server that has imported this module
 # once, so they don't each pay for importing pytest.
@@ -235,12 +238,18 @@ def sleeper() -> None:
 
 
 class Example:
-    """A Python block of the README, with the output blocks that follow it."""
+    """A Python block of the README, with the output blocks that follow it.
 
-    def __init__(self, code: str, stdout: str, stderr: str) -> None:
+    A ```text block is exactly what it prints; a ```pytb block (a traceback it
+    ends with) or a ```console block is what it prints to stderr, matched
+    by `output_matches`.
+    """
+
+    def __init__(self, code: str, after: dict[str, str]) -> None:
         self.code = code
-        self.stdout = stdout  # a ```text block: exactly what it prints
-        self.stderr = stderr  # a ```pytb block: the traceback it ends with (see traceback_matches)
+        self.stdout = after.get("text", "")
+        self.stderr = after.get("pytb", after.get("console", ""))
+        self.fails = "pytb" in after  # it ends with an uncaught exception
         self.ctrl_c = "Ctrl-C" in code  # the runner presses Ctrl-C once it has printed a line
 
 
@@ -249,8 +258,12 @@ def readme_examples() -> list[Example]:
     examples = []
     for index, (lang, code) in enumerate(blocks):
         if lang == "python":
-            after = dict(blocks[index + 1 : index + 3])
-            examples.append(Example(code, after.get("text", ""), after.get("pytb", "")))
+            after: dict[str, str] = {}
+            for kind, text in blocks[index + 1 : index + 4]:
+                if kind == "python":
+                    break
+                after.setdefault(kind, text)
+            examples.append(Example(code, after))
     return examples
 
 
@@ -286,21 +299,25 @@ def run_example(example: Example, method: str, folder: Path) -> subprocess.Compl
         return subprocess.CompletedProcess(args, child.returncode, first + stdout, stderr)
 
 
-def traceback_lines(text: str) -> list[str]:
-    """Lines of a traceback without what varies between runs and Python versions."""
+def output_lines(text: str) -> list[str]:
+    """Lines of output without what varies between runs and Python versions."""
     text = re.sub(r'File "[^"]*?([\w.]+\.py)"', r'File "\1"', text)  # folders
     text = re.sub(r"-\d+ \(pid \d+\)", "-N (pid N)", text)  # worker names and pids
     return [line for line in text.splitlines() if line.strip(" ^~")]  # 3.11+ adds ^^^ lines
 
 
-def traceback_matches(want: str, have: str) -> bool:
-    """`True` if `have` matches `want`, where a line "..." stands for any lines."""
-    parts = [
-        r"(?:.*\n)*?" if line.strip() == "..." else re.escape(line) + r"\n" for line in traceback_lines(want)
-    ]
-    return re.fullmatch("".join(parts), "".join(line + "\n" for line in traceback_lines(have))) is not None
+def output_matches(want: str, have: str) -> bool:
+    """`True` if `have` matches `want`: a line "..." stands for any lines, "..." in a line for any text."""
+    parts = []
+    for line in output_lines(want):
+        if line.strip() == "...":
+            parts.append(r"(?:.*\n)*?")
+        else:
+            parts.append(".*?".join(re.escape(piece) for piece in line.split("...")) + r"\n")
+    return re.fullmatch("".join(parts), "".join(line + "\n" for line in output_lines(have))) is not None
 
 
+@needs_dill
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("index", range(len(readme_examples())))
 def test_readme_example_prints_what_the_readme_says(index: int, method: str, tmp_path: Path) -> None:
@@ -309,21 +326,42 @@ def test_readme_example_prints_what_the_readme_says(index: int, method: str, tmp
     assert done.stdout == example.stdout, f"example {index} printed something else"
     if example.ctrl_c:
         assert done.returncode == -signal.SIGINT, done.stderr
-    elif example.stderr:
+    elif example.fails:
         assert done.returncode == 1, done.stderr
     else:
         assert done.returncode == 0, done.stderr
-    assert traceback_matches(example.stderr, done.stderr), f"example {index} ended otherwise:\n{done.stderr}"
+    assert output_matches(example.stderr, done.stderr), f"example {index} printed otherwise:\n{done.stderr}"
 
 
-def test_traceback_matching_is_strict_outside_the_dots() -> None:
+def test_output_matching_is_strict_outside_the_dots() -> None:
+    bar = "\r  0%|   | 0/10 [00:00<?]\r100%|###| 10/10 [00:01<00:00]\n"
+    assert output_matches("...\n100%|...| 10/10 [...]\n", bar)
+    assert not output_matches("...\n100%|...| 10/10 [...]\n", bar.replace("10/10", "9/10"))
     want = "Traceback (most recent call last):\n  ...\nValueError: boom\n"
-    assert traceback_matches(
-        want, 'Traceback (most recent call last):\n  File "/a/b.py", x\nValueError: boom\n'
-    )
-    assert not traceback_matches(want, "Traceback (most recent call last):\nValueError: bang\n")
-    assert traceback_matches("", "")
-    assert not traceback_matches("", "Traceback\n")
+    assert output_matches(want, 'Traceback (most recent call last):\n  File "/a/b.py", x\nValueError: boom\n')
+    assert not output_matches(want, "Traceback (most recent call last):\nValueError: bang\n")
+    assert output_matches("", "")
+    assert not output_matches("", "Traceback\n")
+
+
+def test_every_public_name_is_documented_in_code_and_in_the_readme() -> None:
+    api = README.read_text().split("## API", 1)[1].split("\n## ", 1)[0]
+    for name in ezq.__all__:
+        assert f"`ezq.{name}" in api, f"expected {name} in the README's API section"
+        value = getattr(ezq, name)
+        if callable(value) and name != "Kind":
+            assert (value.__doc__ or "").strip(), f"expected a docstring on {name}"
+    for method in ["put", "end", "sorted", "items", "stop", "qsize", "empty", "__iter__"]:
+        assert getattr(ezq.Q, method).__doc__, f"expected a docstring on Q.{method}"
+    for method in ["process", "thread", "join", "is_alive", "pid", "exitcode"]:
+        assert getattr(ezq.Worker, method).__doc__, f"expected a docstring on Worker.{method}"
+
+
+def test_the_examples_in_docstrings_run() -> None:
+    import doctest
+
+    failures, tried = doctest.testmod(ezq, extraglobs={"ezq": ezq})
+    assert tried >= 5 and failures == 0
 
 
 def test_readme_starts_with_the_two_setup_commands() -> None:
@@ -445,6 +483,7 @@ def test_each_message_reaches_exactly_one_reader(start_method: str) -> None:
     assert sorted(m.data for m in out.items()) == list(range(3000))
 
 
+@needs_dill
 def test_message_data_may_be_a_lambda(start_method: str) -> None:
     q: ezq.Q[Any] = ezq.Q()
     out: ezq.Q[int] = ezq.Q()
@@ -553,6 +592,7 @@ def test_run_and_run_thread_are_aliases() -> None:
     q.stop(workers)
 
 
+@needs_dill
 def test_workers_start_with_the_current_start_method(start_method: str) -> None:
     global MARK
     MARK = "parent"
@@ -564,6 +604,7 @@ def test_workers_start_with_the_current_start_method(start_method: str) -> None:
     assert (parent == os.getpid()) == (start_method != "forkserver")
 
 
+@needs_dill
 def test_closures_and_lambdas_run_in_process_workers(start_method: str) -> None:
     factor = 3
     out: ezq.Q[int] = ezq.Q()
@@ -813,6 +854,7 @@ def test_stop_says_how_many_workers_failed(kind: str) -> None:
         assert info.value.__notes__ == ["3 of 3 workers failed; this is the first error"]
 
 
+@needs_dill
 @pytest.mark.parametrize("code", [3, -9])
 def test_stop_and_join_raise_for_a_worker_that_exited_badly(code: int, start_method: str) -> None:
     q: ezq.Q[None] = ezq.Q()
@@ -1075,6 +1117,126 @@ def test_a_thousand_queues_and_workers_leak_nothing(start_method: str, tmp_path:
     assert after == before
 
 
+## Without dill ##
+
+
+@pytest.mark.skipif(HAVE_DILL, reason="checks what happens where dill is not installed")
+def test_without_dill_plain_data_works_and_a_lambda_asks_for_dill(start_method: str) -> None:
+    assert list(ezq.map(double, range(5))) == [0, 2, 4, 6, 8]
+    with pytest.raises(TypeError, match=r"install dill \(pip install dill\)"):
+        ezq.map(lambda x: x, [1])
+    with pytest.raises(TypeError, match="install dill"):
+        ezq.run(lambda: None)
+
+
+## The package ##
+
+USER_SCRIPT = """\
+import ezq
+
+
+def double(x: int) -> int:
+    return 2 * x
+
+
+def worker(q: ezq.Q[int], out: ezq.Q[int]) -> None:
+    for msg in q:
+        out.put(msg.data * 2)
+
+
+def main() -> None:
+    results: list[int] = list(ezq.map(double, range(3)))
+    q, out = ezq.Q(), ezq.Q()  # as the README writes them
+    typed: ezq.Q[int] = ezq.Q()
+    w = ezq.run(worker, typed, out)
+    typed.put(2).stop(w)
+    q.put(ezq.Msg(data=3, order=1)).end()
+    total: int = sum(msg.data for msg in out.items())
+    wrong: str = next(ezq.map(double, [1]))  # the deliberate error, line 21
+    print(results, total, wrong, [msg.data for msg in q])
+"""
+
+
+def type_errors(folder: Path, python: str) -> dict[str, list[str]]:
+    """The errors mypy --strict and pyright (strict) find in folder/user.py, using `python`'s packages."""
+    (folder / "user.py").write_text(USER_SCRIPT)
+    (folder / "pyrightconfig.json").write_text('{"typeCheckingMode": "strict"}')
+    tools = Path(sys.executable).parent
+    mypy = [
+        str(tools / "mypy"),
+        "--strict",
+        "--python-executable",
+        python,
+        "--cache-dir",
+        str(folder / ".mypy"),
+    ]
+    pyright = [str(tools / "pyright"), "--pythonpath", python]
+    found = {}
+    for name, command in {"mypy": mypy, "pyright": pyright}.items():
+        done = subprocess.run([*command, "user.py"], cwd=folder, capture_output=True, text=True, timeout=300)
+        found[name] = [
+            line.strip() for line in done.stdout.splitlines() if "error" in line and "user.py:" in line
+        ]
+    return found
+
+
+def assert_only_the_deliberate_error(found: dict[str, list[str]]) -> None:
+    for checker, errors in found.items():
+        assert len(errors) == 1 and "user.py:21" in errors[0], f"{checker} found: {errors}"
+
+
+package = pytest.mark.skipif("EZQ_WHEEL" not in os.environ, reason="run by make package, with a built wheel")
+
+
+@package
+@pytest.mark.package
+@pytest.mark.timeout(600)
+def test_an_installed_wheel_is_typed_for_its_users(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "venv")], check=True, timeout=120)
+    python = str(tmp_path / "venv" / "bin" / "python")
+    install = [
+        python,
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        os.environ["EZQ_WHEEL"],
+    ]
+    subprocess.run(install, check=True, timeout=300)
+    where = [python, "-c", "import ezq, pathlib; print(*pathlib.Path(ezq.__file__).parent.iterdir())"]
+    files = subprocess.run(where, cwd=tmp_path, capture_output=True, text=True, check=True).stdout.split()
+    assert {Path(name).name for name in files} >= {"__init__.py", "py.typed"}, "expected a typed package"
+    assert_only_the_deliberate_error(type_errors(tmp_path, python))
+
+
+@package
+@pytest.mark.package
+@pytest.mark.timeout(600)
+def test_a_copied_ezq_py_is_typed_for_its_users(tmp_path: Path) -> None:
+    (tmp_path / "ezq.py").write_text((HERE / "ezq.py").read_text())
+    assert_only_the_deliberate_error(type_errors(tmp_path, sys.executable))
+
+
+@package
+@pytest.mark.package
+def test_the_sdist_holds_only_what_users_need() -> None:
+    import tarfile
+
+    with tarfile.open(os.environ["EZQ_SDIST"]) as sdist:
+        names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
+    want = {"ezq.py", "py.typed", "test_ezq.py", "README.md", "LICENSE.md", "pyproject.toml", "PKG-INFO"}
+    assert names - {".gitignore"} == want  # hatchling always adds the .gitignore
+
+
+@package
+@pytest.mark.package
+def test_the_version_has_one_source() -> None:
+    wheel = Path(os.environ["EZQ_WHEEL"]).name
+    assert wheel.startswith(f"ezq-{ezq.__version__}-"), "expected the build to read ezq.__version__"
+    assert ezq.__version__ in README.read_text().split("## Changelog", 1)[1], "expected a changelog entry"
+
+
 ## Demo ##
 
 
@@ -1091,7 +1253,7 @@ def demo() -> int:
             )
             done = run_example(example, "default", Path(folder))
             print(done.stdout + done.stderr, end="", flush=True)
-            if done.stdout != example.stdout or not traceback_matches(example.stderr, done.stderr):
+            if done.stdout != example.stdout or not output_matches(example.stderr, done.stderr):
                 print(f"!!! example {index + 1} did not print what the README says")
                 failed += 1
     return failed
