@@ -5,7 +5,7 @@ SHELL := /bin/bash
 # Every CPython 3.10-3.13 that pyenv has here; else the default python3.
 PYTHONS := $(or $(shell for v in 3.10 3.11 3.12 3.13; do p=$$(pyenv prefix $$v 2>/dev/null) && echo $$p/bin/python; done),python3)
 PYTHON := $(firstword $(shell command -v python3) python3)
-TEST_DEPS := dill pytest pytest-timeout tqdm
+TEST_DEPS := dill pytest pytest-timeout tqdm loky distributed
 NODILL_DEPS := pytest pytest-timeout
 LINT_DEPS := dill pytest mypy ruff pyright
 PACKAGE_DEPS := build twine mypy pyright pytest pytest-timeout

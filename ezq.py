@@ -49,8 +49,10 @@ import _thread
 import builtins
 import collections
 import contextlib
+import functools
 import heapq
 import importlib
+import importlib.util
 import itertools
 import math
 import multiprocessing
@@ -79,6 +81,8 @@ from typing import TypeVar
 from typing import cast
 
 if TYPE_CHECKING:  # pragma: no cover
+    from concurrent.futures import Executor
+    from concurrent.futures import Future
     from multiprocessing.process import BaseProcess
 
 __version__ = "4.0.0"
@@ -586,6 +590,7 @@ def map(
     kind: Kind = "process",
     chunksize: int | None = None,
     ordered: bool = True,
+    executor: Executor | None = None,
 ) -> Iterator[R]:
     """Call `task` on items of `iterables` in parallel and yield the results.
 
@@ -597,11 +602,20 @@ def map(
 
     Args:
         num: number of workers; default `NUM_CPUS` for processes,
-            `NUM_THREADS` for threads.
+            `NUM_THREADS` for threads. With an `executor`, how many chunks
+            may run at once (default `NUM_CPUS`): set it to the executor's
+            number of workers.
         kind: `"process"` (for CPU-bound work) or `"thread"` (for I/O).
         chunksize: items sent to a worker at a time. By default it adapts so
             that each chunk takes a few milliseconds.
         ordered: if `False`, yield results as they finish instead of in input order.
+        executor: run the chunks on this executor instead (anything with a
+            `concurrent.futures`-style `submit(fn, *args)` that returns a
+            future: a `ProcessPoolExecutor`, loky's, dask.distributed's
+            `client.get_executor()`, mpi4py's `MPIPoolExecutor`...). The task
+            is pickled by ezq (with dill where needed), so its workers must be
+            able to import ezq. ezq never shuts the executor down; `kind` is
+            ignored.
 
     Raises:
         Exception: the first exception a task raised, with its original type
@@ -618,15 +632,21 @@ def map(
         raise TypeError("map() needs at least one iterable")
     if kind not in ("process", "thread"):
         raise ValueError(f"map kind must be 'process' or 'thread', not {kind!r}")
-    num = _check_count("num", num, NUM_CPUS if kind == "process" else NUM_THREADS)
+    num = _check_count("num", num, NUM_CPUS if kind == "process" or executor else NUM_THREADS)
     fixed = None if chunksize is None else _check_count("chunksize", chunksize, 1)
     first, *others = iterables
     star = bool(others)
     items: Iterator[Any] = zip(first, *others, strict=False) if star else iter(first)
-    if kind == "process":
+    pool: _Pool
+    if executor is not None:
+        if not callable(getattr(executor, "submit", None)):
+            raise TypeError(
+                f"executor must have a submit(fn, *args) method, as in concurrent.futures: {executor!r}"
+            )
+        pool = _ExecutorPool(executor, _dumps(task, what="the map task", main_by_value=True), star, num)
+    elif kind == "process":
         _check_can_start_processes()
-        payload = _Payload.dump((task, star), what="the map task")
-        pool: _Pool = _ProcessPool(payload, num)
+        pool = _ProcessPool(_Payload.dump((task, star), what="the map task"), num)
     else:
         pool = _ThreadPool(task, star, num)
     return _run_map(pool, items, _Chunker(fixed, pool.seconds_per_chunk), ordered)
@@ -1126,8 +1146,12 @@ def _home_gone() -> RuntimeError:
 ## Serialization ##
 
 
-def _dumps(obj: Any, what: str) -> bytes:
+def _dumps(obj: Any, what: str, main_by_value: bool = False) -> bytes:
     """Pickle `obj`; use `dill` for what `pickle` can't do (lambdas, closures, ...).
+
+    With `main_by_value`, functions and classes of `__main__` travel by value
+    (with dill, when it is installed): for workers that may not import the
+    main script, like an executor's.
 
     Raises:
         TypeError: neither can pickle it; the message names `what` and why.
@@ -1139,8 +1163,11 @@ def _dumps(obj: Any, what: str) -> bytes:
     # Under spawn and forkserver a child finds __main__'s functions by
     # importing the main script; without one (python -c, a REPL), they
     # must travel by value.
-    if b"__main__" in data and _main_needs_value():
-        return _dill_dumps(obj, what, None)
+    if b"__main__" in data:
+        if main_by_value and importlib.util.find_spec("dill") is not None:
+            return _dill_dumps(obj, what, None)
+        if _main_needs_value():
+            return _dill_dumps(obj, what, None)
     return data
 
 
@@ -1704,6 +1731,101 @@ class _ThreadPool(_Pool):
         if not abort:
             for thread in self.threads:
                 thread.join()
+
+
+class _ExecutorPool(_Pool):
+    """Chunks run on an executor someone else owns (see `map`'s `executor`).
+
+    It relies only on `submit` and the futures' `add_done_callback`,
+    `result` and `cancel`: engines differ in the rest (whether a running task
+    can be cancelled, for one). Closing cancels the chunks that have not
+    started and leaves the executor alone.
+    """
+
+    seconds_per_chunk = 0.1  # engines that spread work over machines take milliseconds per task
+
+    def __init__(self, executor: Executor, task: bytes, star: bool, num: int) -> None:
+        self.num = num
+        self.executor = executor
+        self.task = task
+        self.star = star
+        self.futures: dict[int, Future[Any]] = {}
+        self.first_item: dict[int, int] = {}
+        self.items_sent = 0
+        self.finished: queue.SimpleQueue[int] = queue.SimpleQueue()  # jobs whose future is done
+
+    def free(self) -> bool:
+        return len(self.futures) < _DEPTH * self.num
+
+    def submit(self, job: int, chunk: list[Any]) -> int:
+        future = self.executor.submit(_run_chunk, self.task, self.star, chunk)
+        self.futures[job] = future
+        self.first_item[job] = self.items_sent
+        self.items_sent += len(chunk)
+        future.add_done_callback(functools.partial(self._finished, job))
+        try:  # the executor pickles the chunk; one item tells about how big it is
+            return len(pickle.dumps(chunk[0], protocol=5)) * len(chunk)
+        except Exception:
+            return 0
+
+    def _finished(self, job: int, future: Future[Any]) -> None:
+        self.finished.put(job)  # called by the executor, in any thread
+
+    def wait(self) -> list[_Done]:
+        try:
+            jobs = [self.finished.get(timeout=_TICK)]
+        except queue.Empty:
+            return []
+        while not self.finished.empty():
+            jobs.append(self.finished.get())
+        done: list[_Done] = []
+        for job in jobs:
+            future = self.futures.pop(job)
+            first = self.first_item.pop(job)
+            # An engine's own failure (a lost worker, say) raises here.
+            results, error, seconds = cast("tuple[list[Any], Any, float]", future.result())
+            exc = None
+            if error is not None:
+                index, packed = error
+                exc = _unpack_exception(packed, f"raised on the executor by input item {first + index}")
+            done.append(_Done(job, results, exc, seconds))
+        return done
+
+    def close(self, abort: bool) -> None:
+        for future in self.futures.values():
+            future.cancel()  # only what has not started; nobody waits for the rest
+        self.futures.clear()
+
+
+def _run_chunk(task: bytes, star: bool, chunk: list[Any]) -> tuple[list[Any], Any, float]:
+    """Run one chunk of a map on an executor's worker (see `_ExecutorPool`)."""
+    func = _load_task(task)
+    results: list[Any] = []
+    append = results.append
+    error = None
+    start = time.perf_counter()
+    try:
+        if star:
+            for args in chunk:
+                append(func(*args))
+        else:
+            for arg in chunk:
+                append(func(arg))
+    except BaseException as exc:
+        error = (len(results), _pack_exception(exc))
+    return results, error, time.perf_counter() - start
+
+
+_TASKS: dict[bytes, Callable[..., Any]] = {}  # on an executor's worker: tasks already unpickled
+
+
+def _load_task(task: bytes) -> Callable[..., Any]:
+    func = _TASKS.get(task)
+    if func is None:
+        if len(_TASKS) > 16:
+            _TASKS.clear()
+        func = _TASKS[task] = pickle.loads(task)
+    return func
 
 
 class _MapWorker:

@@ -12,6 +12,7 @@ from __future__ import annotations
 # std
 import contextlib
 import importlib.util
+import itertools
 import json
 import multiprocessing
 import os
@@ -1115,6 +1116,102 @@ def test_a_thousand_queues_and_workers_leak_nothing(start_method: str, tmp_path:
     )
     before, after = json.loads(done.stdout)
     assert after == before
+
+
+## Executors ##
+
+ENGINES = ["ProcessPoolExecutor", "loky", "dask"]
+
+
+@pytest.fixture(scope="module")
+def engines() -> Iterator[dict[str, Any]]:
+    """Executors of real engines, made once for the tests that use them."""
+    with contextlib.ExitStack() as stack:
+        made: dict[str, Any] = {}
+
+        def make(name: str) -> Any:
+            if name not in made:
+                if name == "ProcessPoolExecutor":
+                    from concurrent.futures import ProcessPoolExecutor
+
+                    made[name] = stack.enter_context(ProcessPoolExecutor(2))
+                elif name == "loky":
+                    made[name] = pytest.importorskip("loky").get_reusable_executor(max_workers=2)
+                else:
+                    distributed = pytest.importorskip("distributed")
+                    cluster = stack.enter_context(
+                        distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
+                    )
+                    made[name] = stack.enter_context(distributed.Client(cluster)).get_executor()
+            return made[name]
+
+        yield {"make": make}
+
+
+@pytest.fixture(params=ENGINES)
+def executor(request: pytest.FixtureRequest, engines: dict[str, Any]) -> Any:
+    """An executor of each engine: the stdlib's, loky's and a dask.distributed local cluster's."""
+    return engines["make"](request.param)
+
+
+def mark_slowly(path: str, i: int) -> int:
+    """Write down that item i ran (to a file every process can see), slowly."""
+    time.sleep(0.1)
+    with open(path, "a") as marks:
+        marks.write(f"{i}\n")
+    return i
+
+
+def test_map_on_an_executor_yields_results_in_order(executor: Any) -> None:
+    assert list(ezq.map(double, range(1000), executor=executor, num=2)) == [2 * i for i in range(1000)]
+    have = list(ezq.map(add, range(100), range(100), executor=executor, ordered=False, num=2))
+    assert sorted(have) == [2 * i for i in range(100)]
+
+
+def test_map_on_an_executor_raises_the_task_exception(executor: Any) -> None:
+    have = []
+    with pytest.raises(ValueError, match="boom 3") as info:
+        for result in ezq.map(boom, range(8), executor=executor, num=2):
+            have.append(result)
+    assert have == [0, 1, 2]
+    assert "by input item 3" in str(info.value.__cause__) and "in boom" in str(info.value.__cause__)
+
+
+def test_breaking_out_of_map_on_an_executor_cancels_what_has_not_started(
+    executor: Any, tmp_path: Path
+) -> None:
+    marks = tmp_path / "marks"
+    marks.touch()
+    for _ in ezq.map(mark_slowly, itertools.repeat(str(marks)), range(100), executor=executor, num=10):
+        break  # 20 chunks were in flight, on 2 workers
+    time.sleep(1.5)  # time enough for all 20 to run, had they not been cancelled
+    # Some engines queue a few calls ahead in a way that can't be cancelled
+    # (ProcessPoolExecutor: one per worker, plus one); all the others must go.
+    ran = len(marks.read_text().split())
+    assert ran <= 10, f"expected the chunks that had not started to be cancelled, but {ran} of 20 ran"
+    assert executor.submit(double, 21).result(timeout=30) == 42, "expected the executor to stay usable"
+
+
+def test_map_on_an_executor_reads_a_large_generator_lazily(executor: Any) -> None:
+    pulled = 0
+
+    def kilobytes() -> Iterator[bytes]:
+        nonlocal pulled
+        for i in range(100_000):
+            pulled += 1
+            yield bytes([i & 255]) * 1024
+
+    ahead = 0
+    for count, size in enumerate(ezq.map(len, kilobytes(), executor=executor, num=2), 1):
+        assert size == 1024
+        ahead = max(ahead, pulled - count)
+    assert count == 100_000
+    assert ahead < 10_000, f"expected a bounded window of input in flight, not {ahead} items"
+
+
+def test_map_wants_an_executor_that_can_submit() -> None:
+    with pytest.raises(TypeError, match=r"executor must have a submit\(fn, \*args\) method"):
+        ezq.map(double, [1], executor=object())  # type: ignore[arg-type]
 
 
 ## Without dill ##

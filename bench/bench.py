@@ -14,6 +14,7 @@ times worse" when lower is better (↓).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import multiprocessing
 import os
@@ -346,6 +347,23 @@ def size_stop_then_read(impl: str) -> tuple[float, dict[str, Any]]:
     return seconds, {"peak_rss_mib": peak_mib()}
 
 
+def size_map_100k_executor(impl: str) -> tuple[float, dict[str, Any]]:
+    """The README's dask example: 100,000 tiny tasks, on a local dask cluster or ezq's own workers."""
+    n = 100_000
+    if impl == "ezq":
+        seconds = timed(lambda: drain(ezq.map(double, range(n)), lambda i: 2 * i, n))
+        return seconds, {"peak_rss_mib": peak_mib()}
+    distributed = importlib.import_module("distributed")  # in make bench's venv, not lint's
+
+    with distributed.LocalCluster(n_workers=CPUS, threads_per_worker=1, dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            executor = client.get_executor()
+            seconds = timed(
+                lambda: drain(ezq.map(double, range(n), executor=executor, num=CPUS), lambda i: 2 * i, n)
+            )
+    return seconds, {"peak_rss_mib": peak_mib()}
+
+
 def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
@@ -366,6 +384,7 @@ CASES: dict[str, tuple[Callable[[str], tuple[float, dict[str, Any]]], str, str, 
 SIZES: dict[str, tuple[Callable[[str], tuple[float, dict[str, Any]]], str, str, list[str]]] = {
     "map 1,000,000 items": (size_map_1m, "s", "lower", ["ezq"]),
     "stop, then read 100 MB": (size_stop_then_read, "s", "lower", ["ezq", "ezq threads"]),
+    "map 100,000 items": (size_map_100k_executor, "s", "lower", ["ezq", "ezq on a local dask cluster"]),
 }
 NOT_PEERS = {"ezq", "serial", "Pipe", "ezq threads"}  # Pipe is the limit, not a peer
 
