@@ -10,20 +10,19 @@ workers). Copy it into your project if you like.
 How a process queue works
 -------------------------
 A `Q()` keeps its messages in the process that created it (its "home", usually
-the main process). Every process worker that was given the queue gets its own
-pair of pipes to the home, and the home runs one small relay thread per pipe::
+the main process). A process worker gets one pipe up to its parent (its
+"uplink", shared by all the queues it was given) and one pipe down per queue.
+One thread per parent process, the hub, reads every uplink::
 
-    worker A                    home process                       worker B
-    q.put(x) --pickle--> [uplink A] --> relay A --+               for msg in q:
-                                                  v
-                          q.put(y) --pickle--> frames (deque) --> [downlink B]
-                                                  ^                    ^
-    for msg in q:         relay B <-- [uplink B] -+-- "D n": B asks for up to n
+    worker A                        home process                     worker B
+    q.put(x) --pickle--> [uplink A] --> hub --> frames of q --> [downlink B] --> for msg in q:
+                                         ^     (a deque)                         (when empty, asks
+    q.put(y) in the home --pickle--------+--------^                               "D n" on uplink B)
 
 - A `put` pickles at the call (so a bad value raises there) and writes to the
-  worker's own uplink. The relay threads always drain uplinks into memory, so a
-  worker never blocks on a full pipe and can always exit: the "join before
-  drain" deadlock of `multiprocessing.Queue` cannot happen.
+  worker's uplink. The hub always drains uplinks into memory, so a worker never
+  blocks on a full pipe and can always exit: the "join before drain" deadlock
+  of `multiprocessing.Queue` cannot happen.
 - A reader asks the home for messages only when it has none, and the home
   answers with one batch. Batches grow while the reader consumes quickly and
   shrink to one message when each message takes long, so slow work stays
@@ -33,9 +32,13 @@ pair of pipes to the home, and the home runs one small relay thread per pipe::
 - No pipe is shared between processes, so no cross-process lock exists that a
   killed worker could leave locked.
 
+How `map` works
+---------------
 `map` does not use `Q`: it sends chunks of input straight to each worker over
-its own pipes, keeps a bounded window of chunks in flight, and sizes chunks so
-each takes a few milliseconds of work.
+its own pipes (never blocking on a write, so it can't deadlock against a
+worker's results), keeps a bounded window of chunks in flight, sizes chunks so
+each takes about 10 ms of work, and feeds only as many workers as keep up with
+the caller. With `executor=`, the same scheduler submits chunks to an executor.
 
 NOTE: this module defines `map`, which shadows the builtin inside this file;
 internally we use `builtins.map` where the builtin is meant.
@@ -1402,7 +1405,7 @@ def _after_fork_in_child() -> None:
     # A forked child gets copies of this process's queues and pipes. Its
     # copies of our queues are not their home, so using them is an error
     # (_Home._check_home). It must not hold the lifeline's write end, or it
-    # would never see its parent die. (We close nothing else: a relay thread
+    # would never see its parent die. (We close nothing else: the hub thread
     # may be half-way through closing a pipe at the moment of the fork, and
     # its fd number may already belong to one of the child's own pipes.
     # The lifeline is never closed, so its number is safe.)
@@ -1689,20 +1692,7 @@ class _ThreadPool(_Pool):
             if self.cancelled:
                 continue
             job_id, chunk = job
-            results: list[Any] = []
-            append = results.append
-            error = None
-            start = time.perf_counter()
-            try:
-                if star:
-                    for args in chunk:
-                        append(task(*args))
-                else:
-                    for arg in chunk:
-                        append(task(arg))
-            except BaseException as exc:
-                error = exc
-            self.results.put(_Done(job_id, results, error, time.perf_counter() - start))
+            self.results.put(_Done(job_id, *_call_each(task, star, chunk)))
 
     def free(self) -> bool:
         return self.in_flight < _DEPTH * self.num
@@ -1799,21 +1789,8 @@ class _ExecutorPool(_Pool):
 
 def _run_chunk(task: bytes, star: bool, chunk: list[Any]) -> tuple[list[Any], Any, float]:
     """Run one chunk of a map on an executor's worker (see `_ExecutorPool`)."""
-    func = _load_task(task)
-    results: list[Any] = []
-    append = results.append
-    error = None
-    start = time.perf_counter()
-    try:
-        if star:
-            for args in chunk:
-                append(func(*args))
-        else:
-            for arg in chunk:
-                append(func(arg))
-    except BaseException as exc:
-        error = (len(results), _pack_exception(exc))
-    return results, error, time.perf_counter() - start
+    results, failure, seconds = _call_each(_load_task(task), star, chunk)
+    return results, None if failure is None else (len(results), _pack_exception(failure)), seconds
 
 
 _TASKS: dict[bytes, Callable[..., Any]] = {}  # on an executor's worker: tasks already unpickled
@@ -2101,20 +2078,8 @@ def _map_worker(
     try:
         while frame := _read_frame(jobs_fd):
             job, chunk = pickle.loads(frame)
-            out: list[Any] = []
-            append = out.append
-            error = None
-            start = time.perf_counter()
-            try:
-                if star:
-                    for args in chunk:
-                        append(task(*args))
-                else:
-                    for arg in chunk:
-                        append(task(arg))
-            except BaseException as exc:
-                error = (len(out), _pack_exception(exc))
-            seconds = time.perf_counter() - start
+            out, failure, seconds = _call_each(task, star, chunk)
+            error = None if failure is None else (len(out), _pack_exception(failure))
             try:
                 reply = pickle.dumps((job, out, error, seconds), protocol=5)
             except Exception:
@@ -2137,6 +2102,29 @@ def _dumps_results(job: int, out: list[Any], error: Any, seconds: float) -> byte
             except TypeError as exc:
                 return pickle.dumps((job, out[:index], (index, _pack_exception(exc)), seconds), protocol=5)
         raise
+
+
+def _call_each(
+    task: Callable[..., Any], star: bool, chunk: list[Any]
+) -> tuple[list[Any], BaseException | None, float]:
+    """Run a chunk of a map: its results, the exception that stopped it (if any), and how long it took.
+
+    On an exception, the results of the items before it are kept, so that
+    they can be yielded before the exception is raised.
+    """
+    results: list[Any] = []
+    append = results.append
+    start = time.perf_counter()
+    try:
+        if star:
+            for args in chunk:
+                append(task(*args))
+        else:
+            for arg in chunk:
+                append(task(arg))
+    except BaseException as exc:
+        return results, exc, time.perf_counter() - start
+    return results, None, time.perf_counter() - start
 
 
 def _check_message(kind: object, order: object) -> None:

@@ -201,59 +201,42 @@ def map_io_threads(impl: str) -> tuple[float, dict[str, Any]]:
 
 def q_sum(impl: str) -> tuple[float, dict[str, Any]]:
     """The README's "Sum Messages" with process workers."""
-    n = 50_000
-
-    def run() -> None:
-        if impl == "multiprocessing.Queue":
-            q: Any = multiprocessing.Queue()
-            out: Any = multiprocessing.Queue()
-            workers = [multiprocessing.Process(target=std_sum_worker, args=(q, out)) for _ in range(CPUS)]
-            for w in workers:
-                w.start()
-            for i in range(n):
-                q.put(i)
-            for _ in workers:
-                q.put(None)
-            total = sum(out.get() for _ in workers)  # read before join, or it may hang
-            for w in workers:
-                w.join()
-        else:
-            q, out = ezq.Q(), ezq.Q()
-            ezq_workers = [ezq.run(sum_worker, q, out) for _ in range(CPUS)]
-            for i in range(n):
-                q.put(i)
-            q.stop(ezq_workers)
-            total = sum(m.data for m in out.items())
-        assert total == n * (n - 1) // 2
-
-    seconds = timed(run)
-    return n / seconds, {"seconds": seconds}
+    return sum_messages(impl, 50_000, threads=False)
 
 
 def q_thread(impl: str) -> tuple[float, dict[str, Any]]:
-    n = 200_000
+    """The same with thread workers."""
+    return sum_messages(impl, 200_000, threads=True)
+
+
+def sum_messages(impl: str, n: int, threads: bool) -> tuple[float, dict[str, Any]]:
+    """n messages to one worker per CPU, one total back from each: messages per second."""
 
     def run() -> None:
-        if impl == "queue.Queue":
-            q: Any = queue.Queue()
-            out: Any = queue.Queue()
-            workers = [threading.Thread(target=std_sum_worker, args=(q, out)) for _ in range(CPUS)]
+        if impl in ("multiprocessing.Queue", "queue.Queue"):
+            make_queue: Any = queue.Queue if threads else multiprocessing.Queue
+            make_worker: Any = threading.Thread if threads else multiprocessing.Process
+            q, out = make_queue(), make_queue()
+            workers = [make_worker(target=std_sum_worker, args=(q, out)) for _ in range(CPUS)]
             for w in workers:
                 w.start()
             for i in range(n):
                 q.put(i)
             for _ in workers:
                 q.put(None)
+            total = sum(out.get() for _ in workers)  # before join: a multiprocessing.Queue could hang
             for w in workers:
                 w.join()
-            total = sum(out.get() for _ in workers)
         else:
-            q, out = ezq.Q("thread"), ezq.Q("thread")
-            ezq_workers = [ezq.run_thread(sum_worker, q, out) for _ in range(CPUS)]
+            kind: ezq.Kind = "thread" if threads else "process"
+            ezq_q: ezq.Q[int] = ezq.Q(kind)
+            ezq_out: ezq.Q[int] = ezq.Q(kind)
+            start = ezq.run_thread if threads else ezq.run
+            ezq_workers = [start(sum_worker, ezq_q, ezq_out) for _ in range(CPUS)]
             for i in range(n):
-                q.put(i)
-            q.stop(ezq_workers)
-            total = sum(m.data for m in out.items())
+                ezq_q.put(i)
+            ezq_q.stop(ezq_workers)
+            total = sum(m.data for m in ezq_out.items())
         assert total == n * (n - 1) // 2
 
     seconds = timed(run)
