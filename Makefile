@@ -2,8 +2,13 @@
 # Each target makes the virtual environments it needs under .venv/.
 
 SHELL := /bin/bash
-# Every CPython 3.10-3.13 that pyenv has here; else the default python3.
-PYTHONS := $(or $(shell for v in 3.10 3.11 3.12 3.13; do p=$$(pyenv prefix $$v 2>/dev/null) && echo $$p/bin/python; done),python3)
+# Each CPython 3.10-3.15 is taken from pyenv, else from .venv/cpython-X.Y (where
+# .ci/run provisions 3.14 and 3.15 with .ci/debian-python), else from python3.X
+# on the PATH. `make test` runs the tests on every one found, and names the others.
+VERSIONS := 3.10 3.11 3.12 3.13 3.14 3.15
+find_python = $(or $(shell p=$$(pyenv prefix $(1) 2>/dev/null) && echo $$p/bin/python),$(wildcard .venv/cpython-$(1)/bin/python),$(shell command -v python$(1)))
+FOUND := $(foreach v,$(VERSIONS),$(if $(call find_python,$(v)),$(v)))
+PYTHONS := $(or $(foreach v,$(FOUND),$(call find_python,$(v))),python3)
 PYTHON := $(firstword $(shell command -v python3) python3)
 TEST_DEPS := dill pytest pytest-timeout tqdm loky distributed
 NODILL_DEPS := pytest pytest-timeout
@@ -12,8 +17,13 @@ PACKAGE_DEPS := build twine mypy pyright pytest pytest-timeout
 PIP := -m pip install --quiet --disable-pip-version-check
 
 # $(call venv,PYTHON,NAME,DEPS): make .venv/NAME with DEPS unless it has them already.
+# Debian's interpreters have no ensurepip: their venvs get pip from the wheel
+# that Debian keeps beside the interpreter (usr/share/python-wheels).
 define venv
-	@[ -x .venv/$(2)/bin/python ] || $(1) -m venv .venv/$(2)
+	@[ -x .venv/$(2)/bin/python ] || $(1) -m venv .venv/$(2) 2>/dev/null || { \
+		$(1) -m venv --clear --without-pip .venv/$(2) && \
+		.venv/$(2)/bin/python "$$(ls "$$(dirname "$$(readlink -f $(1))")"/../share/python-wheels/pip-*.whl | tail -n 1)/pip" \
+			install --quiet --disable-pip-version-check pip; }
 	@[ "$$(cat .venv/$(2)/.deps 2>/dev/null)" = "$(3)" ] || \
 		{ .venv/$(2)/bin/python $(PIP) $(3) && echo "$(3)" > .venv/$(2)/.deps; }
 endef
@@ -26,9 +36,12 @@ demo:  ## run every example in the README
 test:  ## everything: the tests on each Python (fork, spawn, forkserver), without dill, and the package
 	@set -e; for py in $(PYTHONS); do \
 		name=$$($$py -c 'import sys; print("py%d.%d" % sys.version_info[:2])'); \
+		start=$$(date +%s); \
 		$(MAKE) --no-print-directory test-one PY=$$py NAME=$$name; \
+		echo "=== $$name took $$(( $$(date +%s) - start )) s ==="; \
 	done
 	@$(MAKE) --no-print-directory test-nodill package
+	@echo "=== tested on CPython $(or $(FOUND),python3); not found, so skipped: $(or $(filter-out $(FOUND),$(VERSIONS)),none) ==="
 
 test-nodill:  ## the tests where dill is not installed (ezq.py copied into a project)
 	$(call venv,$(PYTHON),nodill,$(NODILL_DEPS))

@@ -9,6 +9,7 @@ times worse" when lower is better (↓).
     python bench/bench.py                    # every case, 3 rounds
     python bench/bench.py --repeat 5 map_tiny latency
     python bench/bench.py --size             # the size runs: 1M-item map, 100 MB stop-then-read
+    python bench/bench.py --calls            # a small map per call, on each start method
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if os.environ.get("BENCH_SLOW_IMPORT"):  # stands for a script that imports something slow
+    time.sleep(0.3)
 sys.path.insert(0, str(ROOT))
 import ezq  # noqa: E402  (the checkout's ezq.py, not an installed one)
 
@@ -347,6 +350,24 @@ def size_map_100k_executor(impl: str) -> tuple[float, dict[str, Any]]:
     return seconds, {"peak_rss_mib": peak_mib()}
 
 
+def per_call(impl: str) -> tuple[float, dict[str, Any]]:
+    """`map(double, range(20))` on 2 workers, 20 calls after one to warm up: median ms per call.
+
+    `ezq.map` starts fresh workers on every call; the Pool is made once and reused.
+    """
+    items = range(20)
+    pool = multiprocessing.Pool(2) if impl == "Pool (reused)" else None
+
+    def call() -> None:
+        have = pool.map(double, items) if pool else list(ezq.map(double, items, num=2))
+        assert have == [2 * x for x in items]
+
+    samples = [timed(call) for _ in range(21)]
+    if pool:
+        pool.close()
+    return statistics.median(samples[1:]) * 1000, {}
+
+
 def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
@@ -369,6 +390,7 @@ SIZES: dict[str, tuple[Callable[[str], tuple[float, dict[str, Any]]], str, str, 
     "stop, then read 100 MB": (size_stop_then_read, "s", "lower", ["ezq", "ezq threads"]),
     "map 100,000 items": (size_map_100k_executor, "s", "lower", ["ezq", "ezq on a local dask cluster"]),
 }
+CALLS = ["ezq.map", "Pool (reused)"]
 NOT_PEERS = {"ezq", "serial", "Pipe", "ezq threads"}  # Pipe is the limit, not a peer
 
 
@@ -393,6 +415,7 @@ def main() -> int:
     parser.add_argument("cases", nargs="*", help="cases to run (default: all)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--size", action="store_true", help="the size runs instead of the comparison")
+    parser.add_argument("--calls", action="store_true", help="a small map per call, on each start method")
     parser.add_argument("--method", help="multiprocessing start method (default: the platform's)")
     parser.add_argument("--one", nargs=3, metavar=("TABLE", "CASE", "IMPL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -401,10 +424,12 @@ def main() -> int:
         multiprocessing.set_start_method(args.method)
     if args.one:
         table, case, impl = args.one
-        run = (SIZES if table == "size" else CASES)[case][0]
+        run = per_call if table == "calls" else (SIZES if table == "size" else CASES)[case][0]
         figure, details = run(impl)
         print(json.dumps({"figure": figure, **details}))
         return 0
+    if args.calls:
+        return calls_table(args.repeat)
 
     table = "size" if args.size else "cases"
     cases = SIZES if args.size else CASES
@@ -461,6 +486,36 @@ def main() -> int:
         print(
             f"| {case} | {unit} {arrow} | {fmt(medians.get('ezq'))} | {peer} | {ratio} | {', '.join(refs)} |"
         )
+    return 0
+
+
+def calls_table(repeat: int) -> int:
+    """ezq.map per call against a reused Pool, on each start method, with and without a slow import."""
+    runs = [(m, slow) for m in multiprocessing.get_all_start_methods() for slow in (False, True)]
+    results: dict[tuple[str, bool, str], list[float]] = {}
+    for round_ in range(repeat):
+        for method, slow in runs:
+            for impl in CALLS if round_ % 2 == 0 else CALLS[::-1]:
+                args = [sys.executable, __file__, "--one", "calls", "-", impl, "--method", method]
+                env = dict(os.environ, BENCH_SLOW_IMPORT="1" if slow else "")
+                done = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env)
+                figure = float(json.loads(done.stdout.strip().splitlines()[-1])["figure"])
+                results.setdefault((method, slow, impl), []).append(figure)
+                note = f"[{round_ + 1}/{repeat}] {method} slow={slow} {impl}: {figure:.2f} ms"
+                print(note, file=sys.stderr)
+    print(
+        f"\n{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"{time.strftime('%Y-%m-%d')}, medians of {repeat} runs of the median of 20 calls\n"
+    )
+    columns = ["start method", "the script imports", "ezq.map per call (ms)", "a reused Pool per call (ms)"]
+    print("| " + " | ".join([*columns, "ezq / ezq on fork"]) + " |")
+    print("|---|---|---|---|---|")
+    fork = statistics.median(results[("fork", False, "ezq.map")])
+    for method, slow in runs:
+        ezq_ms = statistics.median(results[(method, slow, "ezq.map")])
+        pool_ms = statistics.median(results[(method, slow, "Pool (reused)")])
+        what = "a slow module (0.3 s)" if slow else "nothing slow"
+        print(f"| {method} | {what} | {ezq_ms:.2f} | {pool_ms:.2f} | {ezq_ms / fork:.2f} |")
     return 0
 
 
