@@ -57,6 +57,7 @@ from __future__ import annotations
 import _thread
 
 # std
+import atexit
 import builtins
 import collections
 import contextlib
@@ -70,6 +71,7 @@ import marshal
 import math
 import mmap
 import multiprocessing
+import multiprocessing.process
 import multiprocessing.spawn
 import os
 import pickle
@@ -284,6 +286,8 @@ class Q(Generic[T]):
         yielded. If the queue ends while some are still waiting (there was a
         gap in the numbers), they are yielded in order at the end. A message
         whose `order` was already passed (a duplicate) is yielded at once.
+        If you stop early (`break`), the messages still waiting go back on
+        the queue.
 
         >>> q = ezq.Q("thread")
         >>> for order in [1, 0, 3]:  # 2 never comes
@@ -294,16 +298,20 @@ class Q(Generic[T]):
         expected = start
         waiting: list[tuple[int, int, Msg[T]]] = []  # a heap of (order, arrival, msg)
         arrival = itertools.count()
-        for msg in self:
-            if msg.order < expected:
-                yield msg
-                continue
-            heapq.heappush(waiting, (msg.order, next(arrival), msg))
-            while waiting and waiting[0][0] == expected:
+        try:
+            for msg in self:
+                if msg.order < expected:
+                    yield msg
+                    continue
+                heapq.heappush(waiting, (msg.order, next(arrival), msg))
+                while waiting and waiting[0][0] == expected:
+                    yield heapq.heappop(waiting)[2]
+                    expected += 1
+            while waiting:
                 yield heapq.heappop(waiting)[2]
-                expected += 1
-        while waiting:
-            yield heapq.heappop(waiting)[2]
+        finally:  # stopped early (a break): what was held back goes back on the queue
+            while waiting:
+                self.put(heapq.heappop(waiting)[2])
 
     def items(self, cache: bool = False, sort: bool = False) -> Iterator[Msg[T]]:
         """End the queue and yield the messages that are on it.
@@ -400,6 +408,10 @@ class Worker:
         self._done = False
         self._reported = False  # a process worker's report (b"" or an exception) was read
         self._error: BaseException | None = None
+        # _collect may run in several threads at once (join() in two threads,
+        # stop() while another joins): it reads the report and closes the
+        # handle once, under this lock.
+        self._lock = threading.Lock()
 
     @classmethod
     def process(cls, task: Callable[..., Any], *args: Any, **kwargs: Any) -> Worker:
@@ -482,6 +494,7 @@ class Worker:
         """
         deadline = math.inf if timeout is None else time.monotonic() + timeout
         try:
+            self._collect()  # it may have finished already: then even timeout=0 says how
             while not self._done:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -494,14 +507,20 @@ class Worker:
         if self._error is not None:
             raise self._error
 
-    def _waitables(self) -> list[Any]:
-        """Handles that become ready when this worker has news."""
-        if self._process is None:
-            return [self._handle]
-        return ([] if self._reported else [self._handle]) + [self._process.sentinel]
+    def _waitables(self) -> list[int]:
+        """File descriptors that become readable when this worker has news."""
+        with self._lock:  # not while another thread closes the handle
+            if self._done or self._handle is None:
+                return []
+            handle = [] if self._reported else [self._handle.fileno()]
+            return handle + ([self._process.sentinel] if self._process else [])
 
     def _collect(self) -> None:
         """Read what the worker has reported; mark it done if it has finished."""
+        with self._lock:
+            self._collect_locked()
+
+    def _collect_locked(self) -> None:
         handle = self._handle
         if self._done or handle is None:
             return
@@ -512,7 +531,11 @@ class Worker:
             return
         process = self._process
         assert process is not None
-        if not self._reported and _readable(handle.fileno()):
+        # The exit code first: once the process has exited, its report (if
+        # any) is in the pipe. Read the other way round, a worker that reports
+        # and exits between the two reads would look as if it died.
+        code = process.exitcode
+        if not self._reported and (code is not None or _readable(handle.fileno())):
             try:
                 report = handle.recv_bytes()
             except (EOFError, OSError):  # it exited without a word
@@ -520,9 +543,8 @@ class Worker:
             if report:
                 self._error = _unpack_exception(report, f"raised in worker {self.name} (pid {process.pid})")
             self._reported = True
-        if process.exitcode is None:
+        if code is None:
             return
-        code = process.exitcode
         if self._error is None and code:
             self._error = WorkerError(
                 f"worker {self.name} (pid {process.pid}) {_describe_exit(code)}", self.name, code
@@ -626,6 +648,9 @@ def map(
             may run at once (default `NUM_CPUS`): set it to the executor's
             number of workers.
         kind: `"process"` (for CPU-bound work) or `"thread"` (for I/O).
+            Inside a process worker, which can't start processes, a
+            process map runs on threads of that worker, so a library that
+            calls `ezq.map` works there too.
         chunksize: items sent to a worker at a time. By default it adapts so
             that each chunk takes a few milliseconds.
         ordered: if `False`, yield results as they finish instead of in input order.
@@ -652,24 +677,28 @@ def map(
         raise TypeError("map() needs at least one iterable")
     if kind not in ("process", "thread"):
         raise ValueError(f"map kind must be 'process' or 'thread', not {kind!r}")
+    if _state.in_worker and executor is None:
+        kind = "thread"  # a process worker can't start processes: run on its threads instead
     num = _check_count("num", num, NUM_CPUS if kind == "process" or executor else NUM_THREADS)
     fixed = None if chunksize is None else _check_count("chunksize", chunksize, 1)
     first, *others = iterables
     star = bool(others)
     items: Iterator[Any] = zip(first, *others, strict=False) if star else iter(first)
-    pool: _Pool
+    # Check and pickle now, so that mistakes raise here; start workers only
+    # when the first result is asked for (see _run_map).
+    start: Callable[[], _Pool]
     if executor is not None:
         if not callable(getattr(executor, "submit", None)):
             raise TypeError(
                 f"executor must have a submit(fn, *args) method, as in concurrent.futures: {executor!r}"
             )
-        pool = _ExecutorPool(executor, _dumps(task, what="the map task", main_by_value=True), star, num)
+        task_data = _dumps(task, what="the map task", main_by_value=True)
+        start = functools.partial(_ExecutorPool, executor, task_data, star, num)
     elif kind == "process":
-        _check_can_start_processes()
-        pool = _ProcessPool(_Payload.dump((task, star), what="the map task"), num)
+        start = functools.partial(_ProcessPool, _Payload.dump((task, star), what="the map task"), num)
     else:
-        pool = _ThreadPool(task, star, num)
-    return _run_map(pool, items, _Chunker(fixed, pool.seconds_per_chunk), ordered)
+        start = functools.partial(_ThreadPool, task, star, num)
+    return _run_map(start, items, fixed, ordered)
 
 
 ## Internals ##
@@ -678,7 +707,7 @@ def map(
 #
 # A worker process has one "uplink" pipe to its parent, shared by all the
 # queues it was given, and one "downlink" pipe per queue. An uplink frame is
-# a 7-byte head (payload length, tag, queue index) and a payload. One thread
+# an 11-byte head (payload length, tag, queue index) and a payload. One thread
 # per parent process, the hub, reads every uplink; a downlink carries pickled
 # lists of message frames ("batches"), one per request of its reader.
 #
@@ -686,7 +715,7 @@ def map(
 # order) tuple, with b"E" in front for an end marker (a pickle starts with
 # b"\x80", so the two can't be confused).
 
-_HEAD = struct.Struct("<IBH")  # payload length, tag, queue index
+_HEAD = struct.Struct("<QBH")  # payload length (64 bits: any size), tag, queue index
 _PUT, _PUT_END, _DEMAND, _RETURN = range(4)  # uplink tags: a message, an end marker, "send me up
 # to n frames" (n as 4 bytes), frames a reader hands back (a pickled list)
 _END_TAG = b"E"
@@ -891,7 +920,7 @@ class _Channel:
 
     def send(self, batch: list[_Frame]) -> bool:
         """Send one batch to the reader; `False` if it is gone."""
-        data = pickle.dumps(batch, protocol=5)
+        data = _pickle(batch, False)
         try:
             with self.write_lock:
                 self.down.send_bytes(data)
@@ -1090,8 +1119,18 @@ class _Uplink:
         self.conn = conn
         self.fd = conn.fileno()
         self.lock = threading.Lock()
+        self.pid = os.getpid()
+
+    def check_owner(self) -> None:
+        """Refuse a process forked from the worker: its frames would interleave with the worker's."""
+        if os.getpid() != self.pid:
+            raise RuntimeError(
+                f"this Q was given to worker process {self.pid}; a process forked from it can't "
+                "use it (pass the Q to ezq.run() to give it to another worker)"
+            )
 
     def send(self, tag: int, index: int, payload: bytes) -> None:
+        self.check_owner()
         views = [memoryview(_HEAD.pack(len(payload), tag, index)), memoryview(payload)]
         try:
             with self.lock:
@@ -1118,6 +1157,7 @@ class _Remote:
         self.uplink.send(_PUT_END if kind == _END else _PUT, self.index, _encode(data, kind, order))
 
     def get(self) -> Msg[Any]:
+        self.uplink.check_owner()
         with self.read_lock:
             if not self.buffer:
                 self._refill()
@@ -1530,12 +1570,14 @@ class _State:
 
     in_worker = False  # inside a process worker
     served = False  # inside a process worker that ezq's fork server started
+    die_with = 0  # in a new worker: the pid whose exit should kill it (see _die_with_parent)
     server: _Server | None = None  # this process's fork server, once it has started one
     hub: _Hub | None = None  # reads this process's workers' uplinks (see _hub)
     lifeline: tuple[Connection, Connection] | None = None  # see _lifeline
 
 
 _state = _State()
+_LIVE: set[_Process] = set()  # the process workers we started that may still run (see _stop_workers_at_exit)
 _HOMES: weakref.WeakSet[_Home] = weakref.WeakSet()
 _worker_count = itertools.count(1)
 
@@ -1564,6 +1606,26 @@ def _after_fork_in_child() -> None:
     if _state.lifeline is not None:
         _state.lifeline[1].close()
         _state.lifeline = None
+    # The parent's workers are not ours: multiprocessing's exit handler would
+    # terminate them when we exit (it keeps its children in a set that a plain
+    # os.fork() copies), and so would ours.
+    children: set[object] = getattr(multiprocessing.process, "_children", set[object]())
+    for process in _LIVE:
+        children.discard(process)
+    _LIVE.clear()
+
+
+def _stop_workers_at_exit() -> None:
+    """At exit, terminate (then kill) the process workers still running.
+
+    multiprocessing's exit handler, which runs after this one, terminates its
+    daemonic children too, but then waits for each without a time limit: a
+    forgotten worker that handles SIGTERM would keep the program from exiting.
+    """
+    _kill(list(_LIVE))
+
+
+atexit.register(_stop_workers_at_exit)
 
 
 if hasattr(os, "register_at_fork"):  # pragma: no branch
@@ -1582,6 +1644,8 @@ def _watch_parent(lifeline: Connection) -> None:
 def _worker_setup(lifeline: Connection) -> None:
     """First steps of every worker process."""
     _state.in_worker = True
+    if _state.die_with:
+        _die_with_parent(_state.die_with)
     # Ctrl-C in a terminal signals the whole process group; the parent decides
     # what happens, and workers don't print a traceback each.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -1608,6 +1672,23 @@ def _process_worker(data: bytes, ends: _Ends, lifeline: Connection, status: Conn
     status.send_bytes(report)
     if report:
         sys.exit(1)
+
+
+def _die_with_parent(parent: int) -> None:
+    """In a new worker (Linux): have the kernel kill it when `parent` exits.
+
+    The lifeline thread (`_watch_parent`) ends a worker whose parent has gone,
+    but not while a long C call holds the GIL; PR_SET_PDEATHSIG does. It fires
+    when the *thread* that forked the worker ends, so it is used only where
+    that thread lives as long as the process: the fork server's only thread,
+    or the main thread of the user's process (see `_start_process_now`).
+    """
+    if sys.platform == "linux":
+        import ctypes  # the fork server has imported it already
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # it exited before we asked
+            os._exit(1)
 
 
 def _check_can_start_processes() -> None:
@@ -1696,10 +1777,22 @@ def _start_method() -> str:
 
 def _start_process(target: Callable[..., None], args: tuple[Any, ...], name: str) -> _Process:
     """Start `target(*args)` in a new worker process (call with `_START_LOCK` held)."""
+    _LIVE.difference_update([p for p in _LIVE if not p.is_alive()])
+    process = _start_process_now(target, args, name)
+    _LIVE.add(process)
+    return process
+
+
+def _start_process_now(target: Callable[..., None], args: tuple[Any, ...], name: str) -> _Process:
     if _start_method() == "fork":
         context = multiprocessing.get_context("fork")
         process = context.Process(target=target, args=args, name=name, daemon=True)
-        process.start()
+        if threading.current_thread() is threading.main_thread():
+            _state.die_with = os.getpid()  # the child's copy says: die with us (see _die_with_parent)
+        try:
+            process.start()
+        finally:
+            _state.die_with = 0
         return process
     if _state.server is not None:
         try:
@@ -1718,7 +1811,9 @@ class _ServedProcess:
         self.pid = pid
         self.sentinel = status  # readable once the worker has exited
         self._exitcode: int | None = None
-        weakref.finalize(self, os.close, status)  # like Process.close(): the fd outlives polls on it
+        # Closed once this is garbage (the fd outlives polls on it), not at exit,
+        # where _stop_workers_at_exit still needs it.
+        weakref.finalize(self, os.close, status).atexit = False
 
     @property
     def exitcode(self) -> int | None:
@@ -1771,8 +1866,14 @@ class _Server:
         flags: list[str] = getattr(subprocess, "_args_from_interpreter_flags", list)()
         executable = multiprocessing.spawn.get_executable() or sys.executable
         command = [os.fsdecode(executable), *flags, "-c", _SERVER_CODE, "ezq-forkserver", config]
+        # Workers get the parent's stdout and stderr as they are at each start;
+        # the server keeps no copy of stdout, so a pipe there sees its end
+        # when the parent's program ends.
+        devnull = subprocess.DEVNULL
         try:
-            self.process = subprocess.Popen(command, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen(
+                command, pass_fds=[theirs.fileno()], stdin=devnull, stdout=devnull
+            )
         finally:
             theirs.close()
         self.sock = ours
@@ -1862,6 +1963,8 @@ def _serve(sock_fd: int) -> None:  # pyright: ignore[reportUnusedFunction] (see 
     """Main loop of the fork server: fork a worker per request, report each one's exit."""
     sock = socket.socket(fileno=sock_fd)
     _dill_pickler()  # import dill here once, not in every worker
+    if sys.platform == "linux":
+        importlib.import_module("ctypes")  # for _die_with_parent in every worker: import it once
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
@@ -1903,10 +2006,11 @@ def _reap(statuses: dict[int, int]) -> None:
             return
         if pid == 0:
             return
-        fd = statuses.pop(pid)
-        with contextlib.suppress(OSError):  # the parent no longer listens
-            os.write(fd, os.waitstatus_to_exitcode(status).to_bytes(4, "little", signed=True))
-        os.close(fd)
+        fd = statuses.pop(pid, None)
+        if fd is not None:
+            with contextlib.suppress(OSError):  # the parent no longer listens
+                os.write(fd, os.waitstatus_to_exitcode(status).to_bytes(4, "little", signed=True))
+            os.close(fd)
 
 
 def _served_child(stdio: int, fds: list[int]) -> NoReturn:
@@ -1918,6 +2022,7 @@ def _served_child(stdio: int, fds: list[int]) -> NoReturn:
         os.close(fd)
     del fds[:stdio]
     _state.served = True
+    _state.die_with = os.getppid()  # the server
     sys.modules["__main__"] = types.ModuleType("__main__")  # not the server's script
     code = 1
     try:
@@ -1963,7 +2068,7 @@ class _Counter:
             os.ftruncate(fd, 8)
         self.fd = fd  # kept open to hand to workers started later
         self.view = memoryview(mmap.mmap(fd, 8)).cast("q")
-        weakref.finalize(self, os.close, fd)
+        weakref.finalize(self, os.close, fd).atexit = False
 
     def fileno(self) -> int:
         return self.fd
@@ -2084,8 +2189,17 @@ class _Pool:
         """Feed only this many workers from now on (a hint; see `_Chunker.workers_needed`)."""
 
 
-def _run_map(pool: _Pool, items: Iterator[Any], chunker: _Chunker, ordered: bool) -> Iterator[Any]:
-    """Feed chunks of `items` to `pool` and yield the results (the body of `map`)."""
+def _run_map(
+    start_pool: Callable[[], _Pool], items: Iterator[Any], chunksize: int | None, ordered: bool
+) -> Iterator[Any]:
+    """Start a pool, feed it chunks of `items` and yield the results (the body of `map`).
+
+    Being a generator, it starts nothing before the first `next()`, and once
+    started, closing it (or dropping it: the garbage collector closes it)
+    stops the pool.
+    """
+    pool = start_pool()
+    chunker = _Chunker(chunksize, pool.seconds_per_chunk)
     done: dict[int, _Done] = {}
     sizes: dict[int, int] = {}  # job -> items, for the jobs in flight
     next_job = 0
@@ -2498,7 +2612,8 @@ def _read_exactly(fd: int, size: int) -> bytearray:
 
 
 def _readable(fd: int) -> bool:
-    return bool(select.select([fd], [], [], 0)[0])
+    """`True` if `fd` has data (or an end of file) to read now."""
+    return _wait_any([fd], 0)  # poll, not select: select() can't take fds >= 1024
 
 
 def _wait_any(handles: list[Any], timeout: float) -> bool:
@@ -2553,7 +2668,7 @@ def _map_worker(
             out, failure, seconds = _call_each(task, star, chunk)
             error = None if failure is None else (len(out), _pack_exception(failure))
             try:
-                reply = pickle.dumps((job, out, error, seconds), protocol=5)
+                reply = _pickle((job, out, error, seconds), False)
             except Exception:
                 reply = _dumps_results(job, out, error, seconds)
             _write_frame(results_fd, reply)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 # std
 import contextlib
+import gc
 import importlib.util
 import itertools
 import json
@@ -18,6 +19,7 @@ import multiprocessing
 import os
 import pickle
 import re
+import resource
 import signal
 import socket
 import sqlite3
@@ -146,8 +148,9 @@ def nested_process_worker(out: ezq.Q[str]) -> None:
 
 
 def nested_map_worker(out: ezq.Q[list[int]]) -> None:
-    """In a process worker: use a thread map."""
+    """In a process worker: use a thread map, and a process map (which runs on threads there)."""
     out.put(list(ezq.map(double, range(5), kind="thread")))
+    out.put(list(ezq.map(double, range(5))))
 
 
 def exit_worker(code: int) -> None:
@@ -159,6 +162,43 @@ def slow_double(x: int) -> int:
     """Return twice x, slowly."""
     time.sleep(0.01)
     return 2 * x
+
+
+def boom_later(x: int) -> None:
+    """Raise after a while, when the parent is well into join()."""
+    time.sleep(0.35)
+    raise ValueError(f"boom {x}")
+
+
+def forking_worker(out: ezq.Q[Any]) -> None:
+    """In a process worker: fork, and let the forked child try the worker's queue."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            out.put("from a forked child")
+        except RuntimeError:
+            os._exit(3)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    out.put(os.waitstatus_to_exitcode(status))
+
+
+def descendants() -> list[int]:
+    """Live processes below this one (workers, the fork server), from /proc."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it has gone
+            continue
+        if fields[0] != "Z":
+            parents[int(stat.parent.name)] = int(fields[1])
+    found: set[int] = set()
+    new = {os.getpid()}
+    while new:
+        found |= new
+        new = {pid for pid, parent in parents.items() if parent in new} - found
+    return sorted(found - {os.getpid()})
 
 
 def boom(x: int) -> int:
@@ -312,7 +352,7 @@ def output_matches(want: str, have: str) -> bool:
 
 
 @needs_dill
-@pytest.mark.parametrize("method", [*METHODS, "default"])
+@pytest.mark.parametrize("method", METHODS)  # the interpreter's default is one of them
 @pytest.mark.parametrize("index", range(len(readme_examples())))
 def test_readme_example_prints_what_the_readme_says(index: int, method: str, tmp_path: Path) -> None:
     example = readme_examples()[index]
@@ -821,7 +861,7 @@ def test_process_worker_may_run_thread_workers(start_method: str) -> None:
     assert sum(m.data for m in out.items()) == sum(range(100))
     out2: ezq.Q[list[int]] = ezq.Q()
     ezq.run(nested_map_worker, out2).join()
-    assert [m.data for m in out2.items()] == [[0, 2, 4, 6, 8]]
+    assert [m.data for m in out2.items()] == [[0, 2, 4, 6, 8]] * 2, "expected a nested map to run"
 
 
 def test_process_worker_cannot_start_a_process_worker(start_method: str) -> None:
@@ -1137,8 +1177,16 @@ def test_bad_input_gets_a_clear_error_at_the_call(call: Any, error: type[Excepti
 ## Ctrl-C, exit and leaks ##
 
 SCRIPT_HEAD = """
-import multiprocessing, os, sys, time
+import multiprocessing, os, signal, sys, time
 import ezq
+
+def stuck_in_c(x):
+    return sum(range(10**13))  # one C call that holds the GIL for hours
+
+def stubborn_worker():
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # it handles SIGTERM its own way
+    while True:
+        time.sleep(0.05)
 
 def spin(x):
     os.write(1, b"busy\\n")  # one write, so that threads don't interleave
@@ -1249,59 +1297,45 @@ def test_a_program_that_forgets_stop_still_exits(start_method: str, tmp_path: Pa
 
 
 LEAK_SCRIPT = """
-import gc, glob, json, multiprocessing, os, sys, threading
+import gc, json, multiprocessing, os, sys, threading
 import ezq
+from test_ezq import descendants
 
 def idle(q):
     for _ in q:
         pass
 
-def cycle():
-    q = ezq.Q()
-    q.put(1)
-    q.stop([ezq.run(idle, q) for _ in range(2)])
-    assert list(ezq.map(abs, range(-3, 3), num=2)) == [3, 2, 1, 0, 1, 2]
-
-def descendants():
-    \"\"\"Live processes below this one (the fork server, workers), from /proc.\"\"\"
-    parents = {}
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            fields = open(stat).read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z":
-            parents[int(stat.split("/")[2])] = int(fields[1])
-    found, new = set(), {os.getpid()}
-    while new:
-        found |= new
-        new = {pid for pid, parent in parents.items() if parent in new} - found
-    return len(found) - 1
+def cycle(number):
+    assert list(ezq.map(abs, range(-3, 3), num=1)) == [3, 2, 1, 0, 1, 2]
+    if number % 10 == 0:
+        q = ezq.Q()
+        q.put(1)
+        q.stop([ezq.run(idle, q) for _ in range(2)])
 
 def snapshot():
     gc.collect()
     return {
         "fds": len(os.listdir("/proc/self/fd")),
         "threads": threading.active_count(),
-        "processes": descendants(),
+        "processes": len(descendants()),
         "semaphores": len([n for n in os.listdir("/dev/shm") if n.startswith("sem.")]),
     }
 
 if __name__ == "__main__":
     multiprocessing.set_start_method(sys.argv[1])
-    cycle()  # warm up: the lifeline pipe, the forkserver, ...
+    cycle(0)  # warm up: the lifeline pipe, the fork server, ...
     before = snapshot()
-    for _ in range(int(sys.argv[2])):
-        cycle()
+    for number in range(int(sys.argv[2])):
+        cycle(number)
     print(json.dumps([before, snapshot()]))
 """
 
-LEAK_CYCLES = 300  # each: a queue, two workers and a map of two workers
+LEAK_CYCLES = 1000  # each a map (of one worker); every tenth also a queue and two workers
 
 
 @pytest.mark.timeout(300)
 @pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="reads /proc")
-def test_a_thousand_queues_and_workers_leak_nothing(start_method: str, tmp_path: Path) -> None:
+def test_a_thousand_maps_and_a_hundred_queues_leak_nothing(start_method: str, tmp_path: Path) -> None:
     script = tmp_path / "leak.py"
     script.write_text(LEAK_SCRIPT)
     env = dict(os.environ, PYTHONPATH=str(HERE))
@@ -1317,7 +1351,173 @@ def test_a_thousand_queues_and_workers_leak_nothing(start_method: str, tmp_path:
         "expected a clean exit, without resource tracker warnings"
     )
     before, after = json.loads(done.stdout)
-    assert after == before
+    grown = {name: (before[name], count) for name, count in after.items() if count > before[name]}
+    assert not grown, "expected nothing to grow (before, after)"
+
+
+def test_a_program_that_forgets_a_worker_that_ignores_sigterm_still_exits(
+    start_method: str, tmp_path: Path
+) -> None:
+    body = "worker = ezq.run(stubborn_worker)\ntime.sleep(0.5)\nprint('done')"
+    with script(body, start_method, tmp_path) as child:
+        stdout, stderr = child.communicate(timeout=30)
+        assert (child.returncode, stdout, stderr) == (0, "done\n", "")
+        assert_group_ends(child.pid)
+
+
+FORKED_CHILD = """\
+q = ezq.Q()
+worker = ezq.run(idle_worker, q)
+pid = os.fork()
+if pid == 0:
+    sys.exit(0)  # a normal exit, so exit handlers run
+os.waitpid(pid, 0)
+time.sleep(0.3)
+print(worker.is_alive())
+q.stop(worker)
+print("stopped")
+"""
+
+
+def test_a_plain_forked_child_does_not_take_the_workers_with_it(start_method: str, tmp_path: Path) -> None:
+    with script(FORKED_CHILD, start_method, tmp_path) as child:
+        stdout, stderr = child.communicate(timeout=30)
+        assert (stdout, stderr) == ("True\nstopped\n", ""), "expected the worker to outlive the child"
+
+
+def test_a_process_forked_from_a_worker_cannot_use_its_queues(start_method: str) -> None:
+    out: ezq.Q[Any] = ezq.Q()
+    ezq.run(forking_worker, out).join()
+    assert [m.data for m in out.items()] == [3], "expected a RuntimeError in the forked child"
+
+
+## Hardening ##
+
+
+def test_a_map_starts_nothing_until_asked_and_stops_when_dropped(kind: str) -> None:
+    def running() -> int:
+        return threading.active_count() if kind == "thread" else len(descendants())
+
+    list(ezq.map(double, [1], kind=kind))  # type: ignore[arg-type]  # the fork server, if any, starts
+    before = running()
+    results = ezq.map(slow_double, range(1000), num=2, kind=kind)  # type: ignore[arg-type]
+    assert running() == before, "expected no worker before the first result is asked for"
+    assert next(results) == 0
+    assert running() > before
+    del results
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while running() > before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert running() == before, "expected the workers to stop when the map is dropped"
+
+
+@pytest.mark.parametrize("qkind", KINDS)
+def test_breaking_out_of_sorted_hands_back_what_it_held(qkind: str) -> None:
+    q: ezq.Q[None] = ezq.Q(qkind)  # type: ignore[arg-type]
+    for order in [2, 0, 3]:
+        q.put(order=order)
+    in_order = q.sorted()
+    assert next(in_order).order == 0  # 2 waits for 1
+    in_order.close()  # type: ignore[attr-defined]
+    assert sorted(msg.order for msg in q.end()) == [2, 3], "expected 2 back on the queue"
+
+
+def test_file_descriptors_above_1023_work(start_method: str) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2048:
+        pytest.skip("can't open 2048 files here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+    padding = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        q: ezq.Q[int] = ezq.Q()
+        out: ezq.Q[int] = ezq.Q()
+        workers = [ezq.run(sum_worker, q, out) for _ in range(2)]
+        q.put(1).put(2)
+        q.stop(workers)
+        assert sum(msg.data for msg in out.items()) == 3
+        with pytest.raises(ezq.WorkerError, match="exited with code 3"):
+            list(ezq.map(die_on_3, range(8), num=2, chunksize=1))
+    finally:
+        for fd in padding:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_worker_that_reports_and_exits_between_two_looks_is_not_called_dead(
+    start_method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readable = ezq._readable
+
+    def slow_readable(fd: int) -> bool:
+        ready = readable(fd)
+        time.sleep(0.3)  # meanwhile the worker reports its exception and exits
+        return ready
+
+    monkeypatch.setattr(ezq, "_readable", slow_readable)
+    q: ezq.Q[None] = ezq.Q()
+    worker = ezq.run(boom_later, 7)
+    with pytest.raises(ValueError, match="boom 7"):
+        q.stop(worker)  # it looks at its workers on every tick (0.25 s): one look falls in the gap
+
+
+def join_into(worker: ezq.Worker, errors: list[BaseException | None]) -> None:
+    """Join `worker`; append what it raised (or None)."""
+    try:
+        worker.join()
+        errors.append(None)
+    except BaseException as exc:
+        errors.append(exc)
+
+
+@pytest.mark.parametrize(("task", "rounds"), [(nap, 12), (boom_later, 2)])
+def test_two_threads_may_join_one_worker(kind: str, task: Any, rounds: int) -> None:
+    for _ in range(rounds):
+        run = ezq.run_thread if kind == "thread" else ezq.run
+        worker = run(task, 0.05)
+        errors: list[BaseException | None] = []
+        threads = [threading.Thread(target=join_into, args=(worker, errors)) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        kinds = {type(error) for error in errors}
+        assert kinds == ({type(None)} if task is nap else {ValueError}), errors
+
+
+def test_join_with_timeout_0_raises_for_a_worker_that_already_failed(kind: str) -> None:
+    worker = (ezq.run_thread if kind == "thread" else ezq.run)(boom, 3)
+    while worker.is_alive():
+        time.sleep(0.01)
+    with pytest.raises(ValueError, match="boom 3"):
+        worker.join(timeout=0)
+
+
+@needs_dill
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_a_script_read_from_stdin_runs(method: str, tmp_path: Path) -> None:
+    code = f"import multiprocessing; multiprocessing.set_start_method({method!r})\n{GUARDED}"
+    env = dict(os.environ, PYTHONPATH=str(HERE))
+    done = subprocess.run(
+        [sys.executable, "-"], input=code, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
+    )
+    assert (done.stdout, done.stderr) == ("[0, 3, 6]\n", "")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_task_stuck_in_c_dies_with_a_killed_parent(start_method: str, tmp_path: Path) -> None:
+    body = "print('started', flush=True)\nlist(ezq.map(stuck_in_c, range(2), num=2))"
+    with script(body, start_method, tmp_path) as child:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "started\n"
+        time.sleep(1.5)  # the workers are deep in their C call
+        os.kill(child.pid, signal.SIGKILL)
+        assert_group_ends(child.pid)
+
+
+def test_an_uplink_frame_can_carry_4_gib_and_more() -> None:
+    size = 5 << 30
+    assert ezq._HEAD.unpack(ezq._HEAD.pack(size, 0, 0))[0] == size
 
 
 ## Executors ##
