@@ -350,8 +350,9 @@ class Q(Generic[T]):
         """
         # Q and Worker work together here; the helpers are Worker's private business.
         group = Worker._group(workers)  # pyright: ignore[reportPrivateUsage]
-        for _ in group:
-            self.end()
+        for worker in group:
+            if not worker._done:  # pyright: ignore[reportPrivateUsage]  (stopped twice: no stale end marker)
+                self.end()
         Worker._join_all(group)  # pyright: ignore[reportPrivateUsage]
         return self
 
@@ -496,6 +497,7 @@ class Worker:
         try:
             self._collect()  # it may have finished already: then even timeout=0 says how
             while not self._done:
+                _check_hub()  # a worker may wait on it to take what it puts
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return  # timed out
@@ -588,6 +590,7 @@ class Worker:
         dead: Worker | None = None
         try:
             while pending and dead is None:
+                _check_hub()
                 _wait_any([h for w in pending for h in w._waitables()], _TICK)
                 for worker in list(pending):
                     worker._collect()
@@ -816,6 +819,7 @@ class _Home:
         self._check_home()
         with self.lock:
             while not self.frames:
+                _check_hub()
                 self.local_waiters += 1
                 try:
                     self.ready.wait(_TICK)
@@ -1025,6 +1029,7 @@ class _Hub:
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
         self.changed = True  # the set of pipes to poll changed
+        self.failed: BaseException | None = None  # what ended the thread, if anything did
         threading.Thread(target=self._run, name="ezq-hub", daemon=True).start()
 
     def add(self, link: _Link) -> None:
@@ -1047,6 +1052,15 @@ class _Hub:
 
     def _run(self) -> None:
         _block_ctrl_c()
+        try:
+            self._read_uplinks()
+        except BaseException as exc:  # a MemoryError for a huge frame, say: callers must hear of it
+            self.failed = exc
+            for home in list(_HOMES):
+                with home.lock:
+                    home.ready.notify_all()
+
+    def _read_uplinks(self) -> None:
         poller = select.poll()
         while True:
             with self.lock:
@@ -1097,6 +1111,15 @@ class _Hub:
 
 
 _HUB_LOCK = threading.Lock()
+
+
+def _check_hub() -> None:
+    """Raise if the hub thread has failed: the messages it was reading are lost."""
+    hub = _state.hub
+    if hub is not None and hub.failed is not None:
+        raise RuntimeError(
+            f"ezq's hub thread, which reads what process workers send, failed: {hub.failed!r}"
+        ) from hub.failed
 
 
 def _retire(link: _Link | None) -> None:
@@ -1183,7 +1206,12 @@ class _Remote:
 
     def release(self) -> None:
         """Hand frames we fetched but nobody read back to the home."""
-        with self.read_lock:
+        # A thread that holds the lock is blocked waiting for a batch, with
+        # nothing in the buffer: don't wait for it (the worker could never
+        # exit); the home takes that batch back when it finds us gone.
+        if not self.read_lock.acquire(blocking=False):
+            return
+        try:
             if self.buffer:
                 frames = list(self.buffer)
                 self.buffer.clear()
@@ -1191,6 +1219,8 @@ class _Remote:
                     self.uplink.send(_RETURN, self.index, pickle.dumps(frames, protocol=5))
                 except RuntimeError:  # the home is gone: nobody left to give them to
                     pass
+        finally:
+            self.read_lock.release()
 
     def qsize(self) -> int:
         return self.shared_size.value + len(self.buffer)
@@ -2539,6 +2569,8 @@ class _ProcessPool(_Pool):
         job, results, error, seconds = pickle.loads(_read_frame(worker.results_fd))
         if job == -1:  # the worker could not even load the task
             raise _unpack_exception(error[1], f"raised in {worker.who()} while loading the task")
+        if job == -2:  # nor the chunk it was sent
+            raise _unpack_exception(error[1], f"raised in {worker.who()} while unpickling {worker.items()}")
         exc = None
         if error is not None:
             index, packed = error
@@ -2664,7 +2696,11 @@ def _map_worker(
         return
     try:
         while frame := _read_frame(jobs_fd):
-            job, chunk = pickle.loads(frame)
+            try:
+                job, chunk = pickle.loads(frame)
+            except BaseException as exc:  # e.g. an item's class can't be imported here
+                _write_frame(results_fd, pickle.dumps((-2, [], (0, _pack_exception(exc)), 0.0), protocol=5))
+                break
             out, failure, seconds = _call_each(task, star, chunk)
             error = None if failure is None else (len(out), _pack_exception(failure))
             try:
@@ -2709,6 +2745,10 @@ def _call_each(
         else:
             for arg in chunk:
                 append(task(arg))
+    except SystemExit as exc:  # raised in the caller, it would end the program without a word
+        error = WorkerError(f"the task called sys.exit({exc.code!r})").with_traceback(exc.__traceback__)
+        error.__cause__ = exc
+        return results, error, time.perf_counter() - start
     except BaseException as exc:
         return results, exc, time.perf_counter() - start
     return results, None, time.perf_counter() - start

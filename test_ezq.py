@@ -183,6 +183,24 @@ def forking_worker(out: ezq.Q[Any]) -> None:
     out.put(os.waitstatus_to_exitcode(status))
 
 
+def rebuild_fails() -> None:
+    """Called when a FailsToUnpickle is unpickled."""
+    raise ValueError("can't be rebuilt here")
+
+
+class FailsToUnpickle:
+    """Pickles fine; raises when unpickled."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (rebuild_fails, ())
+
+
+def leave_a_reader(q: ezq.Q[int]) -> None:
+    """In a process worker: leave a thread blocked reading a queue, and return."""
+    threading.Thread(target=lambda: list(q), daemon=True).start()
+    time.sleep(0.2)  # it asks for messages and waits
+
+
 def descendants() -> list[int]:
     """Live processes below this one (workers, the fork server), from /proc."""
     parents = {}
@@ -1183,6 +1201,10 @@ import ezq
 def stuck_in_c(x):
     return sum(range(10**13))  # one C call that holds the GIL for hours
 
+def big_worker(q, out):
+    for msg in q:
+        out.put(b"x" * msg.data)
+
 def stubborn_worker():
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # it handles SIGTERM its own way
     while True:
@@ -1365,6 +1387,30 @@ def test_a_program_that_forgets_a_worker_that_ignores_sigterm_still_exits(
         assert_group_ends(child.pid)
 
 
+HUB_FAILS = """\
+import resource
+q, out = ezq.Q(), ezq.Q()
+worker = ezq.run(big_worker, q, out)
+q.put(1)
+assert len(next(iter(out)).data) == 1  # it runs, and the hub reads its messages
+pages = int(open("/proc/self/statm").read().split()[0])
+resource.setrlimit(resource.RLIMIT_AS, (pages * os.sysconf("SC_PAGE_SIZE") + 200 * 2**20, -1))
+q.put(400 * 2**20)  # the hub can't hold this one
+try:
+    q.stop(worker)
+except (MemoryError, RuntimeError) as exc:
+    print(type(exc).__name__, type(exc.__cause__).__name__)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads /proc")
+def test_a_failure_in_the_hub_thread_reaches_the_caller(start_method: str, tmp_path: Path) -> None:
+    with script(HUB_FAILS, start_method, tmp_path) as child:
+        stdout, stderr = child.communicate(timeout=30)
+        assert stdout in ("RuntimeError MemoryError\n", "MemoryError NoneType\n"), stderr
+        assert_group_ends(child.pid)
+
+
 FORKED_CHILD = """\
 q = ezq.Q()
 worker = ezq.run(idle_worker, q)
@@ -1513,6 +1559,32 @@ def test_a_task_stuck_in_c_dies_with_a_killed_parent(start_method: str, tmp_path
         time.sleep(1.5)  # the workers are deep in their C call
         os.kill(child.pid, signal.SIGKILL)
         assert_group_ends(child.pid)
+
+
+def test_a_task_that_calls_sys_exit_is_an_error_not_an_exit(kind: str) -> None:
+    with pytest.raises(ezq.WorkerError, match=r"the task called sys\.exit\(0\)"):
+        list(ezq.map(sys.exit, [0], kind=kind))  # type: ignore[arg-type]
+
+
+def test_a_map_input_that_fails_to_unpickle_in_the_worker_says_so(start_method: str) -> None:
+    with pytest.raises(ValueError, match="can't be rebuilt here") as caught:
+        list(ezq.map(double, [FailsToUnpickle()], num=1))
+    assert "while unpickling input item 0" in str(caught.value.__cause__)
+
+
+def test_stopping_twice_leaves_no_end_marker_for_the_next_workers(start_method: str) -> None:
+    q: ezq.Q[int] = ezq.Q()
+    out: ezq.Q[int] = ezq.Q()
+    workers = [ezq.run(sum_worker, q, out) for _ in range(2)]
+    q.stop(workers).stop(workers)
+    q.put(5).put(6)
+    q.stop(ezq.run(sum_worker, q, out))
+    assert sorted(msg.data for msg in out.items()) == [0, 0, 11], "expected the new worker to read 5 and 6"
+
+
+def test_a_worker_that_leaves_a_thread_reading_a_queue_still_exits(start_method: str) -> None:
+    q: ezq.Q[int] = ezq.Q()
+    ezq.Q().stop(ezq.run(leave_a_reader, q))  # returns once the worker exits
 
 
 def test_an_uplink_frame_can_carry_4_gib_and_more() -> None:
