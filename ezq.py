@@ -1817,8 +1817,9 @@ def _start_process_now(target: Callable[..., None], args: tuple[Any, ...], name:
     if _start_method() == "fork":
         context = multiprocessing.get_context("fork")
         process = context.Process(target=target, args=args, name=name, daemon=True)
-        if threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread() and sys.platform == "linux":
             _state.die_with = os.getpid()  # the child's copy says: die with us (see _die_with_parent)
+            importlib.import_module("ctypes")  # here once, not in every child
         try:
             process.start()
         finally:
