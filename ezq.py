@@ -45,8 +45,9 @@ How `map` works
 `map` does not use `Q`: it sends chunks of input straight to each worker over
 its own pipes (never blocking on a write, so it can't deadlock against a
 worker's results), keeps a bounded window of chunks in flight, sizes chunks so
-each takes about 10 ms of work, and feeds only as many workers as keep up with
-the caller. With `executor=`, the same scheduler submits chunks to an executor.
+each takes about 10 ms of work on processes (1 ms on threads, 100 ms on an
+executor), and feeds only as many workers as keep up with the caller. With
+`executor=`, the same scheduler submits chunks to an executor.
 
 NOTE: this module defines `map`, which shadows the builtin inside this file;
 internally we use `builtins.map` where the builtin is meant.
@@ -397,6 +398,11 @@ class Worker:
     stopped when the program exits: process workers are terminated and thread
     workers are daemon threads.
     """
+
+    # States: running (_done False), then done (_done True, _handle closed, and
+    # _error set if it failed). A process worker's report (b"" or its
+    # exception) may be read before its exit code (_reported). _collect() moves
+    # from one to the other, under _lock, in whichever thread calls it.
 
     def __init__(self, name: str) -> None:
         """Use `Worker.process` / `Worker.thread` (or `run` / `run_thread`) instead."""
@@ -873,14 +879,14 @@ class _Home:
         if self.shared_size is not None:
             self.shared_size.value = len(self.frames)
 
-    def open_channel(self, index: int) -> tuple[_Channel, tuple[Connection, _Counter]]:
+    def open_channel(self) -> tuple[_Channel, tuple[Connection, _Counter]]:
         """A channel to a worker about to start, and the ends it gets: its downlink, our size."""
         self._check_home()
         if self.shared_size is None:
             self.shared_size = _Counter()
             self.shared_size.value = len(self.frames)
         down_r, down_w = multiprocessing.Pipe(duplex=False)
-        channel = _Channel(self, index, down_w)
+        channel = _Channel(self, down_w)
         with self.lock:
             self.channels.append(channel)
         return channel, (down_r, self.shared_size)
@@ -905,9 +911,8 @@ def _send(sends: _Sends) -> None:
 class _Channel:
     """The parent's end of one queue of one worker: the downlink to its reader."""
 
-    def __init__(self, home: _Home, index: int, down: Connection) -> None:
+    def __init__(self, home: _Home, down: Connection) -> None:
         self.home = home
-        self.index = index  # the queue's number on its worker's uplink
         self.down = down
         self.write_lock = threading.Lock()
         self.demand = 0
@@ -1015,6 +1020,11 @@ _SCRATCH = bytearray(1 << 16)  # the hub reads uplinks through this (under its l
 
 class _Hub:
     """The thread that reads every worker's uplink, so that no worker ever waits on a full pipe.
+
+    Lock order: `_Hub.lock`, then `_Home.lock`, then `_Channel.write_lock`,
+    never the other way round. A batch is written to its reader (write_lock)
+    with no other lock held (see `_send`); only closing a channel takes
+    write_lock under the hub's lock.
 
     There is one per process that started workers with queues. Uplinks are
     non-blocking, and batches for readers are written once `lock` is released,
@@ -1483,8 +1493,8 @@ class _Payload:
             try:
                 if self.homes:
                     up_r, up_w = multiprocessing.Pipe(duplex=False)
-                    for index, home in enumerate(self.homes):
-                        channel, down = home.open_channel(index)
+                    for home in self.homes:  # a queue's index on the uplink is its place here
+                        channel, down = home.open_channel()
                         channels.append(channel)
                         downs.append(down)
                 process = _start_process(target, (self.data, (up_w, downs), _lifeline(), *args), name)
@@ -2116,10 +2126,19 @@ class _Counter:
 ## map internals ##
 
 _DEPTH = 2
-"""Chunks a worker holds at once: one it works on and one waiting, so it never idles."""
+"""Chunks a worker holds at once: one it works on and one waiting, so it never idles.
+
+With 1, a worker idles for a round trip between chunks; with more, more items
+wait behind a slow chunk, and the last chunks of a map spread less evenly.
+"""
 
 _WINDOW = 4
-"""In input order, at most this many chunks per worker are in flight or waiting to be yielded."""
+"""In input order, at most this many chunks per worker are in flight or waiting to be yielded.
+
+It bounds memory (invariant: bounded memory, whatever the input's size). Smaller,
+and one slow chunk soon stalls every worker behind it (their results wait to be
+yielded in order); larger, and more input and results are held at once.
+"""
 
 _CHUNK_BYTES = 1 << 20
 """A chunk stops growing at about this many pickled bytes."""
@@ -2131,11 +2150,22 @@ _ADAPT_AFTER = 16
 """Items to see before deciding how many workers to feed (see `_Chunker.workers_needed`)."""
 
 _PROBE = 0.02
-"""If the first chunk of a map takes longer than this (seconds), all its workers start."""
+"""If the first chunk of a map takes longer than this (seconds), all its workers start.
+
+Shorter, and tiny maps start workers they don't need (each costs a few ms);
+longer, and a map of slow tasks runs on one worker that long before the others start.
+"""
 
 _WORTH_A_WORKER = 20e-6
 """Seconds per item from which a task is sure to gain from every worker: far more than
-what passing an item to a worker and back costs."""
+what passing an item to a worker and back costs (about 1 µs in a chunk). Lower, and
+tasks whose transport costs as much as their work start every worker; higher, and
+slow tasks wait for `_Chunker.workers_needed` to measure before they spread."""
+
+_HEADROOM = 1.25
+"""`_Chunker.workers_needed` feeds this many times the workers that would just keep
+up with the caller: timings are noisy. More, and idle workers take CPU from the
+caller's loop; less, and the caller waits on the workers."""
 
 
 class _Chunker:
@@ -2179,7 +2209,7 @@ class _Chunker:
         workers only take CPU from it.
         """
         per_item = self.work_seconds / max(self.work_items, 1)
-        return math.ceil(1.25 * per_item / main_per_item)
+        return math.ceil(_HEADROOM * per_item / main_per_item)
 
 
 class _Done:
