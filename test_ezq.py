@@ -1412,6 +1412,8 @@ def test_a_failure_in_the_hub_thread_reaches_the_caller(start_method: str, tmp_p
 
 
 FORKED_CHILD = """\
+import warnings
+warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+ warns of os.fork() beside threads
 q = ezq.Q()
 worker = ezq.run(idle_worker, q)
 pid = os.fork()
