@@ -1321,7 +1321,21 @@ def test_a_program_that_forgets_stop_still_exits(start_method: str, tmp_path: Pa
 LEAK_SCRIPT = """
 import gc, json, multiprocessing, os, sys, threading
 import ezq
-from test_ezq import descendants
+
+def descendants():  # as test_ezq.descendants; not imported, as workers may import this script
+    parents = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents[int(pid)] = int(fields[1])
+    found, new = set(), {os.getpid()}
+    while new:
+        found |= new
+        new = {pid for pid, parent in parents.items() if parent in new} - found
+    return found - {os.getpid()}
 
 def idle(q):
     for _ in q:
