@@ -108,7 +108,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from concurrent.futures import Executor
     from concurrent.futures import Future
 
-__version__ = "4.1.0"
+__version__ = "4.2.0"
 __all__ = (
     "END_MSG",
     "IS_MACOS",
@@ -242,6 +242,7 @@ class Q(Generic[T]):
         self.kind: Kind = kind
         """`"process"` or `"thread"`."""
         self._cache: list[Msg[T]] | None = None
+        self._ended: weakref.WeakSet[Worker] = weakref.WeakSet()  # workers stop() put an end marker for
 
     def __repr__(self) -> str:
         return f"<ezq.Q {self.kind!r} qsize={self.qsize()}>"
@@ -336,8 +337,14 @@ class Q(Generic[T]):
             return iter(builtins.sorted(msgs, key=attrgetter("order")))
         return iter(msgs)
 
-    def stop(self, workers: Worker | Iterable[Worker]) -> Q[T]:
+    def stop(self, workers: Worker | Iterable[Worker], timeout: float | None = None) -> Q[T]:
         """End the queue once per worker, then wait for all the workers to finish.
+
+        With a `timeout` (seconds), wait at most that long: if some workers
+        are still running then, raise `TimeoutError` naming them and leave
+        them running (`Worker.terminate()` or `kill()` stops a process
+        worker). Calling `stop` again waits again, and puts no more end
+        markers for the workers it has ended already.
 
         Raises (after every worker has finished):
             Exception: the exception a worker's function raised, with the
@@ -347,14 +354,19 @@ class Q(Generic[T]):
                 This is raised as soon as it is noticed; the other process
                 workers in `workers` are terminated first, as their queue may
                 have lost the messages the dead worker held.
-            TypeError: `workers` is not a `Worker` or an iterable of them.
+            TimeoutError: workers still ran after `timeout` seconds.
+            TypeError / ValueError: `workers` is not a `Worker` or an
+                iterable of them, or a bad `timeout`.
         """
         # Q and Worker work together here; the helpers are Worker's private business.
         group = Worker._group(workers)  # pyright: ignore[reportPrivateUsage]
+        limit = _check_timeout(timeout)
         for worker in group:
-            if not worker._done:  # pyright: ignore[reportPrivateUsage]  (stopped twice: no stale end marker)
+            # stopped twice: no stale end marker
+            if not worker._done and worker not in self._ended:  # pyright: ignore[reportPrivateUsage]
                 self.end()
-        Worker._join_all(group)  # pyright: ignore[reportPrivateUsage]
+                self._ended.add(worker)
+        Worker._join_all(group, limit)  # pyright: ignore[reportPrivateUsage]
         return self
 
     def qsize(self) -> int:
@@ -383,7 +395,7 @@ class Q(Generic[T]):
     def _remote(cls, remote: _Remote) -> Q[Any]:
         """The worker's side of a process queue that its parent sent it."""
         q: Q[Any] = cls.__new__(cls)
-        q._impl, q.kind, q._cache = remote, "process", None
+        q._impl, q.kind, q._cache, q._ended = remote, "process", None, weakref.WeakSet()
         return q
 
 
@@ -515,6 +527,31 @@ class Worker:
         if self._error is not None:
             raise self._error
 
+    def terminate(self) -> None:
+        """Ask a process worker to stop (SIGTERM); `join()` then raises `WorkerError` naming the signal.
+
+        The worker's function may handle SIGTERM and go on; `kill()` can't be handled.
+
+        Raises:
+            TypeError: for a thread worker: Python can't stop a thread from outside.
+        """
+        self._signal("terminate")
+
+    def kill(self) -> None:
+        """Stop a process worker now (SIGKILL); `join()` then raises `WorkerError` naming the signal.
+
+        Raises:
+            TypeError: for a thread worker: Python can't stop a thread from outside.
+        """
+        self._signal("kill")
+
+    def _signal(self, how: Literal["terminate", "kill"]) -> None:
+        if self._process is None:
+            raise TypeError(f"worker {self.name!r} is a thread: Python can't stop a thread from outside")
+        with self._lock:
+            if not self._done:  # else its pid may be another process's by now
+                getattr(self._process, how)()
+
     def _waitables(self) -> list[int]:
         """File descriptors that become readable when this worker has news."""
         with self._lock:  # not while another thread closes the handle
@@ -590,23 +627,35 @@ class Worker:
         return cast(list[Worker], group)
 
     @staticmethod
-    def _join_all(workers: list[Worker]) -> None:
-        """Wait for every worker; raise the first failure (see `Q.stop`)."""
+    def _join_all(workers: list[Worker], timeout: float | None = None) -> None:
+        """Wait for every worker (at most `timeout` seconds); raise the first failure (see `Q.stop`)."""
         pending = [w for w in workers if not w._done]
         dead: Worker | None = None
+        deadline = math.inf if timeout is None else time.monotonic() + timeout
         try:
             while pending and dead is None:
                 _check_hub()
-                _wait_any([h for w in pending for h in w._waitables()], _TICK)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    names = ", ".join(
+                        repr(w.name) + ("" if w.pid is None else f" (pid {w.pid})") for w in pending
+                    )
+                    raise TimeoutError(f"{len(pending)} worker(s) still running after {timeout} s: {names}")
+                _wait_any([h for w in pending for h in w._waitables()], min(left, _TICK))
                 for worker in list(pending):
                     worker._collect()
                     if worker._done:
                         pending.remove(worker)
                         if dead is None and worker._died():
                             dead = worker
-        finally:
-            for worker in pending:  # a worker died, or Ctrl-C: take the others down
+        except TimeoutError:
+            raise  # the caller decides what becomes of the workers
+        except BaseException:
+            for worker in pending:  # Ctrl-C: take the workers down
                 worker._terminate()
+            raise
+        for worker in pending:  # a worker died: take the others down
+            worker._terminate()
         if dead is not None:
             error = dead._error
             assert error is not None
@@ -642,6 +691,7 @@ def map(
     chunksize: int | None = None,
     ordered: bool = True,
     executor: Executor | None = None,
+    timeout: float | None = None,
 ) -> Iterator[R]:
     """Call `task` on items of `iterables` in parallel and yield the results.
 
@@ -670,11 +720,26 @@ def map(
             is pickled by ezq (with dill where needed), so its workers must be
             able to import ezq. ezq never shuts the executor down; `kind` is
             ignored.
+        timeout: seconds one call of `task` may take (default: no limit).
+            A call that takes longer raises `TimeoutError` as any task
+            error would, naming its input item and worker. In a process
+            worker, the call is interrupted (`finally` blocks run; the
+            worker's traceback, the `__cause__`, shows where it was stuck)
+            and the worker is killed, after a second if the call doesn't
+            stop. A thread can't be stopped: the call runs on in its
+            daemon thread (which doesn't keep the program from exiting)
+            and its result is dropped. With an `executor`, chunks hold one
+            item (`chunksize` must be 1 or left out), a call's clock starts
+            when it is among the `num` oldest unfinished calls, and a call
+            that runs out of time is cancelled only if the executor can
+            cancel a running call (`concurrent.futures` can't: it runs on).
 
     Raises:
         Exception: the first exception a task raised, with its original type
             (and the worker's traceback as `__cause__` for processes), after
             the results before it. The remaining work is cancelled.
+        TimeoutError: a call of `task` took longer than `timeout` (after
+            the results before it); the remaining work is cancelled.
         WorkerError: a worker process died (the message names its exit code or signal).
         TypeError / ValueError: bad arguments, at the call.
 
@@ -690,6 +755,11 @@ def map(
         kind = "thread"  # a process worker can't start processes: run on its threads instead
     num = _check_count("num", num, NUM_CPUS if kind == "process" or executor else NUM_THREADS)
     fixed = None if chunksize is None else _check_count("chunksize", chunksize, 1)
+    limit = _check_timeout(timeout)
+    if limit is not None and executor is not None:
+        if fixed not in (None, 1):
+            raise ValueError(f"with an executor, timeout needs chunksize=1 (ezq times futures), not {fixed}")
+        fixed = 1
     first, *others = iterables
     star = bool(others)
     items: Iterator[Any] = zip(first, *others, strict=False) if star else iter(first)
@@ -702,11 +772,11 @@ def map(
                 f"executor must have a submit(fn, *args) method, as in concurrent.futures: {executor!r}"
             )
         task_data = _dumps(task, what="the map task", main_by_value=True)
-        start = functools.partial(_ExecutorPool, executor, task_data, star, num)
+        start = functools.partial(_ExecutorPool, executor, task_data, star, num, limit)
     elif kind == "process":
-        start = functools.partial(_ProcessPool, _Payload.dump((task, star), what="the map task"), num)
+        start = functools.partial(_ProcessPool, _Payload.dump((task, star), what="the map task"), num, limit)
     else:
-        start = functools.partial(_ThreadPool, task, star, num)
+        start = functools.partial(_ThreadPool, task, star, num, limit)
     return _run_map(start, items, fixed, ordered)
 
 
@@ -791,7 +861,7 @@ class _Home:
         self.local_waiters = 0
         self.hungry: collections.deque[_Channel] = collections.deque()
         self.channels: list[_Channel] = []
-        self.shared_size: _Counter | None = None  # kept at len(frames), for qsize() in workers
+        self.shared_size: _SharedInts | None = None  # kept at len(frames), for qsize() in workers
         _HOMES.add(self)
 
     def _check_home(self) -> None:
@@ -879,11 +949,11 @@ class _Home:
         if self.shared_size is not None:
             self.shared_size.value = len(self.frames)
 
-    def open_channel(self) -> tuple[_Channel, tuple[Connection, _Counter]]:
+    def open_channel(self) -> tuple[_Channel, tuple[Connection, _SharedInts]]:
         """A channel to a worker about to start, and the ends it gets: its downlink, our size."""
         self._check_home()
         if self.shared_size is None:
-            self.shared_size = _Counter()
+            self.shared_size = _SharedInts()
             self.shared_size.value = len(self.frames)
         down_r, down_w = multiprocessing.Pipe(duplex=False)
         channel = _Channel(self, down_w)
@@ -1176,7 +1246,7 @@ class _Uplink:
 class _Remote:
     """A worker's end of a process queue: requests to its home go up, batches come down."""
 
-    def __init__(self, uplink: _Uplink, index: int, down: Connection, shared_size: _Counter) -> None:
+    def __init__(self, uplink: _Uplink, index: int, down: Connection, shared_size: _SharedInts) -> None:
         self.uplink = uplink
         self.index = index
         self.down = down
@@ -1530,7 +1600,7 @@ class _Payload:
             _ATTACHED.clear()
 
 
-_Ends = tuple["Connection | None", list[tuple[Connection, "_Counter"]]]
+_Ends = tuple["Connection | None", list[tuple[Connection, "_SharedInts"]]]
 """What a worker gets for its queues: the uplink's write end, and each queue's downlink and size."""
 
 
@@ -1984,7 +2054,7 @@ class _FdPickler(pickle.Pickler):
         self.fds = fds
 
     def persistent_id(self, obj: Any) -> Any:
-        if isinstance(obj, (Connection, _Counter)):
+        if isinstance(obj, (Connection, _SharedInts)):
             self.fds.append(obj.fileno())
             return (isinstance(obj, Connection), len(self.fds) - 1)
         return None
@@ -1997,7 +2067,7 @@ class _FdUnpickler(pickle.Unpickler):
 
     def persistent_load(self, pid: Any) -> Any:
         is_connection, index = cast("tuple[bool, int]", pid)
-        return Connection(self.fds[index]) if is_connection else _Counter(self.fds[index])
+        return Connection(self.fds[index]) if is_connection else _SharedInts(fd=self.fds[index])
 
 
 def _serve(sock_fd: int) -> None:  # pyright: ignore[reportUnusedFunction] (see _SERVER_CODE)
@@ -2096,19 +2166,20 @@ def _served_child(stdio: int, fds: list[int]) -> NoReturn:
         os._exit(code)
 
 
-class _Counter:
-    """An int in memory shared with workers: a process queue's length, for `qsize()` there."""
+class _SharedInts:
+    """64-bit ints in memory shared with workers: a process queue's length (for
+    `qsize()` there), or what a map worker runs now (for timeouts, see `_Clock`)."""
 
-    def __init__(self, fd: int | None = None) -> None:
+    def __init__(self, count: int = 1, fd: int | None = None) -> None:
         if fd is None:
             if hasattr(os, "memfd_create"):
-                fd = os.memfd_create("ezq-qsize")
+                fd = os.memfd_create("ezq-shared")
             else:  # macOS
                 with tempfile.TemporaryFile() as file:
                     fd = os.dup(file.fileno())
-            os.ftruncate(fd, 8)
+            os.ftruncate(fd, 8 * count)
         self.fd = fd  # kept open to hand to workers started later
-        self.view = memoryview(mmap.mmap(fd, 8)).cast("q")
+        self.view = memoryview(mmap.mmap(fd, 0)).cast("q")  # 0: the whole file
         weakref.finalize(self, os.close, fd).atexit = False
 
     def fileno(self) -> int:
@@ -2212,6 +2283,16 @@ class _Chunker:
         return math.ceil(_HEADROOM * per_item / main_per_item)
 
 
+_GRACE = 1.0
+"""Seconds a map worker gets to stop a call that ran out of time (see `map`'s
+`timeout`) before it is killed. Shorter, and a task's `finally` blocks are cut
+short (and the results before it in its chunk go with the worker); longer, and
+a task stuck in C code, which no signal interrupts, delays the `TimeoutError`."""
+
+_INTERRUPT = signal.SIGUSR2
+"""The signal that interrupts a process worker's call that ran out of time (see `_on_interrupt`)."""
+
+
 class _Done:
     """A finished chunk: its results, and the exception that stopped it (if any)."""
 
@@ -2224,8 +2305,85 @@ class _Done:
         self.seconds = seconds
 
 
+class _Clock(Protocol):
+    """What a map worker runs now, for timeouts: a list (threads) or shared memory (processes).
+
+    [0]: the input item running + 1 (0: none); [1]: since when (`time.monotonic_ns()`);
+    [2]: the item + 1 that the parent asks to interrupt (see `_on_interrupt`).
+    """
+
+    def __getitem__(self, index: int, /) -> int: ...
+    def __setitem__(self, index: int, value: int, /) -> None: ...
+
+
+def _running(clock: _Clock) -> tuple[int, float] | None:
+    """The input item that `clock` says runs now, and since when (monotonic seconds).
+
+    The worker writes the start, then the item (see `_call_each`): if the item
+    read before and after the start is the same, the start is that item's.
+    `None` when the worker is idle or just moving on to another item.
+    """
+    item = clock[0]
+    since = clock[1]
+    if item == 0 or clock[0] != item:
+        return None
+    return item - 1, since / 1e9
+
+
+class _TimedOut(BaseException):
+    """Raised in a process worker's call that ran out of time (a `BaseException`, so
+    that the task's `except Exception:` doesn't swallow it)."""
+
+
+def _on_interrupt(clock: _Clock, signum: int, frame: object) -> None:
+    """In a map process worker: the parent's signal to stop the call that ran out of time.
+
+    Only that call is interrupted: if the worker has moved on (the call
+    returned as the signal came), the signal is ignored.
+    """
+    if clock[2] and clock[2] == clock[0]:
+        clock[2] = 0
+        raise _TimedOut("the call ran out of time here (see map's timeout)")
+
+
+def _timeout_error(limit: float, item: int, where: str) -> TimeoutError:
+    return TimeoutError(f"task took longer than {limit} s on input item {item} {where}")
+
+
+def _chunk_error(error: tuple[int, bytes], first: int, where: str, limit: float | None) -> BaseException:
+    """The exception that stopped a chunk that starts at input item `first`, from its worker's report.
+
+    `error` is the index in the chunk of the call that raised, and the
+    exception as `_pack_exception` packed it.
+    """
+    index, packed = error
+    exc = _unpack_exception(packed, f"raised {where} by input item {first + index}")
+    if isinstance(exc, _TimedOut) and limit is not None:
+        timeout = _timeout_error(limit, first + index, where)
+        timeout.__cause__ = exc.__cause__  # the worker's traceback: where the call was stuck
+        return timeout
+    return exc
+
+
+def _drain(source: queue.SimpleQueue[T], timeout: float) -> list[T]:
+    """Wait at most `timeout` seconds for an item of `source`; return it and the others there now."""
+    try:
+        items = [source.get(timeout=max(timeout, 0.0))]
+    except queue.Empty:
+        return []
+    with contextlib.suppress(queue.Empty):
+        while True:
+            items.append(source.get_nowait())
+    return items
+
+
 class _Pool:
-    """Workers that run chunks of a map: the scheduler's view of them."""
+    """Workers that run chunks of a map: the scheduler's view of them.
+
+    With a time limit per call (`limit`), the pool watches its workers'
+    clocks in `wait` and reports a call that ran out of time as its chunk's
+    error (a `TimeoutError`).
+    """
 
     seconds_per_chunk = 0.01
     num = 1
@@ -2234,12 +2392,12 @@ class _Pool:
         """`True` if another chunk can be submitted now."""
         raise NotImplementedError
 
-    def submit(self, job: int, chunk: list[Any]) -> int:
-        """Send a chunk to a worker; return its size in bytes (0 if not pickled)."""
+    def submit(self, job: int, first: int, chunk: list[Any]) -> int:
+        """Send a chunk (input items `first`...) to a worker; return its size in bytes (0 if not pickled)."""
         raise NotImplementedError
 
-    def wait(self) -> list[_Done]:
-        """Block until at least one chunk is done; return the finished ones."""
+    def wait(self, timeout: float) -> list[_Done]:
+        """Wait at most `timeout` seconds for chunks to finish; return those that did (maybe none)."""
         raise NotImplementedError
 
     def close(self, abort: bool) -> None:
@@ -2248,6 +2406,15 @@ class _Pool:
 
     def use(self, workers: int) -> None:
         """Feed only this many workers from now on (a hint; see `_Chunker.workers_needed`)."""
+
+
+def _check_every(limit: float | None) -> float:
+    """How often a pool with this time limit per call looks at its workers' clocks, at least.
+
+    A call is seen running within this time of its start, so its deadline is
+    known before it passes.
+    """
+    return _TICK if limit is None else min(_TICK, limit / 2)
 
 
 def _run_map(
@@ -2265,6 +2432,7 @@ def _run_map(
     sizes: dict[int, int] = {}  # job -> items, for the jobs in flight
     next_job = 0
     next_out = 0  # the next job whose results are yielded (in order)
+    items_sent = 0
     exhausted = False
     failed = False
     window = _WINDOW * pool.num
@@ -2281,20 +2449,23 @@ def _run_map(
                 if not chunk:
                     exhausted = True
                     break
-                chunker.sent(len(chunk), pool.submit(next_job, chunk))
+                chunker.sent(len(chunk), pool.submit(next_job, items_sent, chunk))
                 sizes[next_job] = len(chunk)
+                items_sent += len(chunk)
                 next_job += 1
             if exhausted and next_out == next_job:
                 finished = True
                 return
             start = time.perf_counter()
-            results = pool.wait()
+            results = pool.wait(_TICK)
             waited += time.perf_counter() - start
-            if results and not clock:
+            if not results:
+                continue
+            if not clock:
                 clock, waited = time.perf_counter(), 0.0
             for result in results:
                 chunker.record(sizes.pop(result.job), result.seconds)
-            if yielded >= _ADAPT_AFTER:
+            if yielded >= _ADAPT_AFTER and not failed:
                 busy = time.perf_counter() - clock - waited
                 pool.use(chunker.workers_needed(max(busy, 1e-9) / yielded))
             for result in results:
@@ -2320,51 +2491,85 @@ def _run_map(
 
 
 class _ThreadPool(_Pool):
-    """Thread workers pulling chunks from one shared queue."""
+    """Thread workers pulling chunks from one shared queue.
+
+    A thread whose call runs out of time can't be stopped: its chunk is
+    reported as timed out (with the results before that call), and the
+    thread is left to run on; it is a daemon, so it doesn't keep the program
+    from exiting, and what it returns is dropped.
+    """
 
     seconds_per_chunk = 0.001
 
-    def __init__(self, task: Callable[..., Any], star: bool, num: int) -> None:
+    def __init__(self, task: Callable[..., Any], star: bool, num: int, limit: float | None) -> None:
         self.num = num
         self.task = task
         self.star = star
-        self.jobs: queue.SimpleQueue[tuple[int, list[Any]] | None] = queue.SimpleQueue()
+        self.limit = limit
+        self.jobs: queue.SimpleQueue[tuple[int, int, list[Any]] | None] = queue.SimpleQueue()
         self.results: queue.SimpleQueue[_Done] = queue.SimpleQueue()
         self.in_flight = 0
         self.cancelled = False
+        self.clocks = [[0, 0, 0] for _ in range(num)]
+        self.running: list[tuple[int, int, list[Any]]] = [(0, 0, [])] * num  # per thread: job, first, results
+        self.lost: set[int] = set()  # threads whose call ran out of time
+        self.abandoned: set[int] = set()  # and their jobs, already reported
         self.threads = [
-            threading.Thread(target=self._work, name=f"ezq-map-{i}", daemon=True) for i in range(num)
+            threading.Thread(target=self._work, args=(i,), name=f"ezq-map-{i}", daemon=True)
+            for i in range(num)
         ]
         for thread in self.threads:
             thread.start()
 
-    def _work(self) -> None:
+    def _work(self, me: int) -> None:
         task, star = self.task, self.star
+        clock = self.clocks[me] if self.limit else None
         while (job := self.jobs.get()) is not None:
             if self.cancelled:
                 continue
-            job_id, chunk = job
-            self.results.put(_Done(job_id, *_call_each(task, star, chunk)))
+            job_id, first, chunk = job
+            results: list[Any] = []
+            self.running[me] = (job_id, first, results)
+            self.results.put(_Done(job_id, *_call_each(task, star, chunk, first, clock, results)))
 
     def free(self) -> bool:
         return self.in_flight < _DEPTH * self.num
 
-    def submit(self, job: int, chunk: list[Any]) -> int:
-        self.jobs.put((job, chunk))
+    def submit(self, job: int, first: int, chunk: list[Any]) -> int:
+        self.jobs.put((job, first, chunk))
         self.in_flight += 1
         return 0
 
-    def wait(self) -> list[_Done]:
-        while True:
-            try:
-                finished = [self.results.get(timeout=_TICK)]
-                break
-            except queue.Empty:
-                pass
-        while not self.results.empty():
-            finished.append(self.results.get())
+    def wait(self, timeout: float) -> list[_Done]:
+        finished, next_check = self._timed_out()
+        more = _drain(self.results, 0 if finished else min(timeout, next_check))
+        finished += [done for done in more if done.job not in self.abandoned]
         self.in_flight -= len(finished)
         return finished
+
+    def _timed_out(self) -> tuple[list[_Done], float]:
+        """Chunks whose thread ran out of time, and the seconds until the next deadline."""
+        limit = self.limit
+        if limit is None:
+            return [], _TICK
+        now = time.monotonic()
+        next_check = _check_every(limit)
+        finished: list[_Done] = []
+        for me, clock in enumerate(self.clocks):
+            running = None if me in self.lost else _running(clock)
+            if running is None:
+                continue
+            item, since = running
+            if now < since + limit:
+                next_check = min(next_check, since + limit - now)
+                continue
+            job, first, results = self.running[me]
+            self.lost.add(me)
+            self.abandoned.add(job)
+            error = _timeout_error(limit, item, f"in map thread {self.threads[me].name}")
+            _add_note(error, "a thread can't be stopped: it runs on as a daemon, and its result is dropped")
+            finished.append(_Done(job, results[: item - first], error, now - since))
+        return finished, next_check
 
     def close(self, abort: bool) -> None:
         self.cancelled = abort
@@ -2382,28 +2587,34 @@ class _ExecutorPool(_Pool):
     `result` and `cancel`: engines differ in the rest (whether a running task
     can be cancelled, for one). Closing cancels the chunks that have not
     started and leaves the executor alone.
+
+    With a time limit, chunks hold one item (see `map`), and a call's clock
+    starts when it is among the `num` oldest unfinished ones: when it starts,
+    if the executor runs `num` calls at once, in order.
     """
 
     seconds_per_chunk = 0.1  # engines that spread work over machines take milliseconds per task
 
-    def __init__(self, executor: Executor, task: bytes, star: bool, num: int) -> None:
+    def __init__(self, executor: Executor, task: bytes, star: bool, num: int, limit: float | None) -> None:
         self.num = num
         self.executor = executor
         self.task = task
         self.star = star
-        self.futures: dict[int, Future[Any]] = {}
-        self.first_item: dict[int, int] = {}
-        self.items_sent = 0
+        self.limit = limit
+        self.futures: dict[int, tuple[Future[Any], int]] = {}  # job -> its future, its first item
+        self.queued: collections.deque[int] = collections.deque()  # jobs not started yet (with a limit)
+        self.since: dict[int, float] = {}  # job -> when it started (with a limit)
         self.finished: queue.SimpleQueue[int] = queue.SimpleQueue()  # jobs whose future is done
 
     def free(self) -> bool:
         return len(self.futures) < _DEPTH * self.num
 
-    def submit(self, job: int, chunk: list[Any]) -> int:
+    def submit(self, job: int, first: int, chunk: list[Any]) -> int:
         future = self.executor.submit(_run_chunk, self.task, self.star, chunk)
-        self.futures[job] = future
-        self.first_item[job] = self.items_sent
-        self.items_sent += len(chunk)
+        self.futures[job] = (future, first)
+        if self.limit is not None:
+            self.queued.append(job)
+            self._start_queued()
         future.add_done_callback(functools.partial(self._finished, job))
         try:  # the executor pickles the chunk; one item tells about how big it is
             return len(pickle.dumps(chunk[0], protocol=5)) * len(chunk)
@@ -2413,28 +2624,50 @@ class _ExecutorPool(_Pool):
     def _finished(self, job: int, future: Future[Any]) -> None:
         self.finished.put(job)  # called by the executor, in any thread
 
-    def wait(self) -> list[_Done]:
-        try:
-            jobs = [self.finished.get(timeout=_TICK)]
-        except queue.Empty:
-            return []
-        while not self.finished.empty():
-            jobs.append(self.finished.get())
+    def _start_queued(self) -> None:
+        while self.queued and len(self.since) < self.num:
+            self.since[self.queued.popleft()] = time.monotonic()
+
+    def wait(self, timeout: float) -> list[_Done]:
+        finished, next_check = self._timed_out()
         done: list[_Done] = []
-        for job in jobs:
-            future = self.futures.pop(job)
-            first = self.first_item.pop(job)
+        for job in _drain(self.finished, 0 if finished else min(timeout, next_check)):
+            if job not in self.futures:
+                continue  # reported as timed out already
+            future, first = self.futures.pop(job)
+            if self.since.pop(job, None) is None and self.limit is not None:
+                self.queued.remove(job)  # it ran before we counted it as started
             # An engine's own failure (a lost worker, say) raises here.
             results, error, seconds = cast("tuple[list[Any], Any, float]", future.result())
-            exc = None
-            if error is not None:
-                index, packed = error
-                exc = _unpack_exception(packed, f"raised on the executor by input item {first + index}")
+            exc = None if error is None else _chunk_error(error, first, "on the executor", self.limit)
             done.append(_Done(job, results, exc, seconds))
-        return done
+        self._start_queued()
+        return finished + done
+
+    def _timed_out(self) -> tuple[list[_Done], float]:
+        """Calls that ran out of time (cancelled if the executor can), and seconds to the next deadline."""
+        limit = self.limit
+        if limit is None:
+            return [], _TICK
+        now = time.monotonic()
+        next_check = _TICK
+        finished: list[_Done] = []
+        for job, since in list(self.since.items()):
+            if now < since + limit:
+                next_check = min(next_check, since + limit - now)
+                continue
+            future, first = self.futures.pop(job)
+            del self.since[job]
+            future.cancel()
+            error = _timeout_error(limit, first, "on the executor")
+            _add_note(
+                error, "a call that runs on an executor runs on unless the executor's cancel() stops it"
+            )
+            finished.append(_Done(job, [], error, now - since))
+        return finished, next_check
 
     def close(self, abort: bool) -> None:
-        for future in self.futures.values():
+        for future, _ in self.futures.values():
             future.cancel()  # only what has not started; nobody waits for the rest
         self.futures.clear()
 
@@ -2465,7 +2698,14 @@ class _MapWorker:
     worker's pipe while that worker waits on the parent to read its results.
     """
 
-    def __init__(self, process: _Process, link: _Link | None, jobs: Connection, results: Connection) -> None:
+    def __init__(
+        self,
+        process: _Process,
+        link: _Link | None,
+        jobs: Connection,
+        results: Connection,
+        clock: _SharedInts | None,
+    ) -> None:
         self.process = process
         self.link = link  # its pipes for queues the task captured, if any
         self.jobs = jobs  # we write raw frames on their fds (see _write_frame)
@@ -2475,6 +2715,9 @@ class _MapWorker:
         os.set_blocking(self.jobs_fd, False)
         self.unsent: list[memoryview] = []
         self.in_flight: dict[int, tuple[int, int]] = {}  # job -> (first item, items), for errors
+        self.clock = clock  # what it runs now, with a time limit (see _Clock)
+        self.interrupted = 0.0  # when we interrupted its call that ran out of time
+        self.late_item = 0  # and that call's input item
 
     def send(self, data: bytes) -> None:
         self.unsent += [memoryview(len(data).to_bytes(_HEADER, "little")), memoryview(data)]
@@ -2500,6 +2743,12 @@ class _MapWorker:
         first, count = self.in_flight[job]
         return f"input item {first}" if count == 1 else f"input items {first}-{first + count - 1}"
 
+    def release(self) -> None:
+        """Let go of its pipes (once its process has ended)."""
+        _retire(self.link)
+        self.jobs.close()
+        self.results.close()
+
 
 class _ProcessPool(_Pool):
     """Process workers, each with its own pipes; chunks go to the least busy one.
@@ -2510,15 +2759,20 @@ class _ProcessPool(_Pool):
     decides from what it measures (see `_Chunker.workers_needed`). A tiny
     task on a small machine then runs in one worker and leaves the other
     CPUs to the caller's loop.
+
+    With a time limit, a call that runs out of time is interrupted (the
+    worker raises `_TimedOut` in it and reports its chunk as usual), and its
+    worker killed; one that doesn't stop within `_GRACE` seconds is killed
+    with its worker.
     """
 
-    def __init__(self, payload: _Payload, num: int) -> None:
+    def __init__(self, payload: _Payload, num: int, limit: float | None) -> None:
         self.num = num
         self.payload = payload
+        self.limit = limit
         self.workers: list[_MapWorker] = []
         self.active = 1  # the first `active` workers get new chunks
         self.probe_sent = 0.0  # when the probe went; 0 when there is no probe (any more)
-        self.items_sent = 0
         self.poller = select.poll()
         self.by_fd: dict[int, _MapWorker] = {}
         self.writing: set[_MapWorker] = set()  # workers whose jobs fd we poll for POLLOUT
@@ -2529,15 +2783,16 @@ class _ProcessPool(_Pool):
         results_r, results_w = multiprocessing.Pipe(duplex=False)
         _grow_pipe(jobs_w)
         _grow_pipe(results_w)
+        clock = None if self.limit is None else _SharedInts(3)
         name = f"map-{next(_worker_count)}"
         try:
-            process, link = self.payload.start(_map_worker, (jobs_r, results_w), name)
+            process, link = self.payload.start(_map_worker, (jobs_r, results_w, clock), name)
         except BaseException:
             jobs_w.close()
             results_r.close()
             self.close(abort=True)
             raise
-        worker = _MapWorker(process, link, jobs_w, results_r)
+        worker = _MapWorker(process, link, jobs_w, results_r, clock)
         self.workers.append(worker)
         for fd in (worker.results_fd, worker.process.sentinel):
             self.poller.register(fd, select.POLLIN)
@@ -2553,27 +2808,28 @@ class _ProcessPool(_Pool):
         depth = 1 if self.probe_sent else _DEPTH  # a probe waits alone: it may be slow
         return any(len(w.in_flight) < depth for w in self.workers[: self.active])
 
-    def submit(self, job: int, chunk: list[Any]) -> int:
+    def submit(self, job: int, first: int, chunk: list[Any]) -> int:
         worker = min(self.workers[: self.active], key=lambda w: len(w.in_flight))
-        data = _dumps_chunk(job, chunk, self.items_sent)
+        data = _dumps_chunk(job, chunk, first)
         worker.send(data)
-        worker.in_flight[job] = (self.items_sent, len(chunk))
-        if self.items_sent == 0:
+        worker.in_flight[job] = (first, len(chunk))
+        if first == 0:
             self.probe_sent = time.monotonic()
-        self.items_sent += len(chunk)
         return len(data)
 
-    def wait(self) -> list[_Done]:
+    def wait(self, timeout: float) -> list[_Done]:
         for worker in self.workers:
             if worker.unsent and worker not in self.writing:
                 self.poller.register(worker.jobs_fd, select.POLLOUT)
                 self.writing.add(worker)
-        timeout = _TICK
+        finished, next_check = self._timed_out()
+        timeout = 0 if finished else min(timeout, next_check)
         if self.probe_sent:
-            timeout = max(0.0, self.probe_sent + _PROBE - time.monotonic())
-        finished: list[_Done] = []
+            timeout = min(timeout, max(0.0, self.probe_sent + _PROBE - time.monotonic()))
         dead = None
         for fd, _ in self.poller.poll(timeout * 1000):
+            if fd not in self.by_fd:
+                continue  # killed above, for a call that ran out of time
             worker = self.by_fd[fd]
             if fd == worker.jobs_fd:
                 worker.flush()
@@ -2582,9 +2838,15 @@ class _ProcessPool(_Pool):
                     self.writing.discard(worker)
             elif fd == worker.results_fd:
                 try:
-                    finished.append(self._read(worker))
+                    done = self._read(worker)
                 except EOFError:  # it died; its sentinel says how
                     self.poller.unregister(fd)
+                    continue
+                finished.append(done)
+                if worker.interrupted and done.error is not None:
+                    self._drop(worker)  # it stopped the call that ran out of time; it goes too
+            elif worker.interrupted:  # dead, having been interrupted: the timeout says why
+                finished += self._abandon(worker)
             else:
                 dead = worker
         if dead is not None:
@@ -2596,6 +2858,71 @@ class _ProcessPool(_Pool):
             self.probe_sent = 0.0
         return finished
 
+    def _timed_out(self) -> tuple[list[_Done], float]:
+        """Interrupt calls that ran out of time, and kill the workers that don't stop them in
+        time (returning their chunks); also return the seconds until the next deadline."""
+        limit = self.limit
+        if limit is None:
+            return [], _TICK
+        now = time.monotonic()
+        next_check = _check_every(limit)
+        finished: list[_Done] = []
+        for worker in list(self.workers):
+            assert worker.clock is not None
+            running = _running(worker.clock.view)
+            if worker.interrupted:
+                if running is None or running[0] != worker.late_item:
+                    worker.interrupted = 0.0  # it returned as it was interrupted; it goes on
+                elif now < worker.interrupted + _GRACE:
+                    next_check = min(next_check, worker.interrupted + _GRACE - now)
+                else:
+                    finished += self._abandon(worker)
+                continue
+            if running is None:
+                continue
+            item, since = running
+            if now < since + limit:
+                next_check = min(next_check, since + limit - now)
+                continue
+            worker.clock.view[2] = item + 1
+            worker.interrupted, worker.late_item = now, item
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(cast(int, worker.process.pid), _INTERRUPT)
+            next_check = min(next_check, _GRACE)
+        return finished, next_check
+
+    def _abandon(self, worker: _MapWorker) -> list[_Done]:
+        """Kill a worker whose call ran out of time and didn't stop (or died); report its chunk."""
+        finished: list[_Done] = []
+        with contextlib.suppress(EOFError):
+            while worker.in_flight and _readable(worker.results_fd):
+                finished.append(self._read(worker))  # what it sent before
+                if finished[-1].error is not None:  # it did stop the call, as it died
+                    self._drop(worker)
+                    return finished
+        job = min(worker.in_flight)  # the one it runs: it runs its jobs in order
+        first, _ = worker.in_flight[job]
+        item = worker.late_item
+        self._drop(worker)
+        assert self.limit is not None
+        error = _timeout_error(self.limit, item, f"in {worker.who()}")
+        lost = f"; the results of input items {first}-{item - 1} went with it" if item > first else ""
+        _add_note(
+            error, f"the call did not stop within {_GRACE} s of an interrupt: ezq killed the worker{lost}"
+        )
+        return [*finished, _Done(job, [], error, 0.0)]
+
+    def _drop(self, worker: _MapWorker) -> None:
+        """Kill a worker and forget it, in the middle of a map."""
+        _kill([worker.process])
+        for fd in (worker.results_fd, worker.process.sentinel, worker.jobs_fd):
+            self.by_fd.pop(fd, None)
+            with contextlib.suppress(KeyError):
+                self.poller.unregister(fd)
+        self.writing.discard(worker)
+        self.workers.remove(worker)
+        worker.release()
+
     def _read(self, worker: _MapWorker) -> _Done:
         job, results, error, seconds = pickle.loads(_read_frame(worker.results_fd))
         if job == -1:  # the worker could not even load the task
@@ -2604,10 +2931,7 @@ class _ProcessPool(_Pool):
             raise _unpack_exception(error[1], f"raised in {worker.who()} while unpickling {worker.items()}")
         exc = None
         if error is not None:
-            index, packed = error
-            first, _ = worker.in_flight[job]
-            worker.in_flight[job] = (first + index, 1)
-            exc = _unpack_exception(packed, f"raised in {worker.who()} by {worker.items(job)}")
+            exc = _chunk_error(error, worker.in_flight[job][0], f"in {worker.who()}", self.limit)
         del worker.in_flight[job]
         return _Done(job, results, exc, seconds)
 
@@ -2630,9 +2954,7 @@ class _ProcessPool(_Pool):
             if not abort:
                 worker.send(b"")  # an empty frame: "no more jobs", and the worker exits
             worker.process.join()
-            _retire(worker.link)
-            worker.jobs.close()
-            worker.results.close()
+            worker.release()
 
 
 _HEADER = 8
@@ -2703,7 +3025,7 @@ def _grow_pipe(conn: Connection) -> None:
 def _dumps_chunk(job: int, chunk: list[Any], first: int) -> bytes:
     """Pickle a chunk of map input, or raise naming the item that can't go."""
     try:
-        return _dumps((job, chunk), what="a chunk of map input")
+        return _dumps((job, first, chunk), what="a chunk of map input")
     except TypeError:
         for index, item in enumerate(chunk):
             _dumps(item, what=f"map input item {first + index}")
@@ -2716,8 +3038,13 @@ def _map_worker(
     lifeline: Connection,
     jobs: Connection,
     results: Connection,
+    clock: _SharedInts | None,
 ) -> None:
-    """Body of a map process worker: run chunks until an empty frame says stop."""
+    """Body of a map process worker: run chunks until an empty frame says stop.
+
+    With a time limit, it keeps `clock` (see `_Clock`) and stops a call when
+    the parent signals that it ran out of time.
+    """
     _worker_setup(lifeline)
     jobs_fd, results_fd = jobs.fileno(), results.fileno()
     try:
@@ -2725,14 +3052,17 @@ def _map_worker(
     except BaseException as exc:  # e.g. the task's module can't be imported here
         _write_frame(results_fd, pickle.dumps((-1, [], (0, _pack_exception(exc)), 0.0), protocol=5))
         return
+    view = None if clock is None else clock.view
+    if view is not None:
+        signal.signal(_INTERRUPT, functools.partial(_on_interrupt, view))
     try:
         while frame := _read_frame(jobs_fd):
             try:
-                job, chunk = pickle.loads(frame)
+                job, first, chunk = pickle.loads(frame)
             except BaseException as exc:  # e.g. an item's class can't be imported here
                 _write_frame(results_fd, pickle.dumps((-2, [], (0, _pack_exception(exc)), 0.0), protocol=5))
                 break
-            out, failure, seconds = _call_each(task, star, chunk)
+            out, failure, seconds = _call_each(task, star, chunk, first, view)
             error = None if failure is None else (len(out), _pack_exception(failure))
             try:
                 reply = _pickle((job, out, error, seconds), False)
@@ -2759,29 +3089,46 @@ def _dumps_results(job: int, out: list[Any], error: Any, seconds: float) -> byte
 
 
 def _call_each(
-    task: Callable[..., Any], star: bool, chunk: list[Any]
+    task: Callable[..., Any],
+    star: bool,
+    chunk: list[Any],
+    first: int = 0,
+    clock: _Clock | None = None,
+    results: list[Any] | None = None,
 ) -> tuple[list[Any], BaseException | None, float]:
     """Run a chunk of a map: its results, the exception that stopped it (if any), and how long it took.
 
     On an exception, the results of the items before it are kept, so that
-    they can be yielded before the exception is raised.
+    they can be yielded before the exception is raised. With a `clock`
+    (for a time limit), it says which input item (`first` + index) runs
+    since when; `results` may be given, to be seen while the chunk runs.
     """
-    results: list[Any] = []
+    if results is None:
+        results = []
     append = results.append
     start = time.perf_counter()
     try:
-        if star:
+        if clock is not None:
+            for item, arg in enumerate(chunk, first + 1):
+                clock[1] = time.monotonic_ns()  # the start first: see _running
+                clock[0] = item
+                append(task(*arg) if star else task(arg))
+            clock[0] = 0
+        elif star:
             for args in chunk:
                 append(task(*args))
         else:
             for arg in chunk:
                 append(task(arg))
-    except SystemExit as exc:  # raised in the caller, it would end the program without a word
-        error = WorkerError(f"the task called sys.exit({exc.code!r})").with_traceback(exc.__traceback__)
-        error.__cause__ = exc
-        return results, error, time.perf_counter() - start
     except BaseException as exc:
-        return results, exc, time.perf_counter() - start
+        if clock is not None and clock[0]:
+            del results[clock[0] - 1 - first :]  # an interrupt may land just after the call returned
+            clock[0] = 0
+        error = exc
+        if isinstance(exc, SystemExit):  # raised in the caller, it would end the program without a word
+            error = WorkerError(f"the task called sys.exit({exc.code!r})").with_traceback(exc.__traceback__)
+            error.__cause__ = exc
+        return results, error, time.perf_counter() - start
     return results, None, time.perf_counter() - start
 
 
@@ -2796,6 +3143,17 @@ def _check_message(kind: object, order: object) -> None:
 def _check_callable(task: object) -> None:
     if not callable(task):
         raise TypeError(f"task must be callable, not {type(task).__name__}: {task!r}")
+
+
+def _check_timeout(value: object) -> float | None:
+    """A time limit in seconds (`None` or infinity: none), checked."""
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"timeout must be a number of seconds > 0 or None, not {type(value).__name__}")
+    if not value > 0:  # also NaN
+        raise ValueError(f"timeout must be a number of seconds > 0 or None, not {value!r}")
+    return None if math.isinf(value) else float(value)
 
 
 def _check_count(name: str, value: object, default: int) -> int:

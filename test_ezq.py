@@ -10,7 +10,9 @@ Run `python test_ezq.py` to run the README's examples and print what they print.
 from __future__ import annotations
 
 # std
+import concurrent.futures
 import contextlib
+import functools
 import gc
 import importlib.util
 import itertools
@@ -300,7 +302,7 @@ def sleeper() -> None:
 class Example:
     """A Python block of the README, with the output blocks that follow it.
 
-    A ```text block is exactly what it prints; a ```pytb block (a traceback it
+    A ```text block is exactly what it prints (worker numbers and pids as N); a ```pytb block (a traceback it
     ends with) or a ```console block is what it prints to stderr, matched
     by `output_matches`.
     """
@@ -351,10 +353,15 @@ def run_example(example: Example, method: str, folder: Path) -> subprocess.Compl
         return subprocess.CompletedProcess(args, child.returncode, first + stdout, stderr)
 
 
+def without_pids(text: str) -> str:
+    """`text` with worker names' numbers and pids as N."""
+    return re.sub(r"-\d+ \(pid \d+\)", "-N (pid N)", text)
+
+
 def output_lines(text: str) -> list[str]:
     """Lines of output without what varies between runs and Python versions."""
     text = re.sub(r'File "[^"]*?([\w.]+\.py)"', r'File "\1"', text)  # folders
-    text = re.sub(r"-\d+ \(pid \d+\)", "-N (pid N)", text)  # worker names and pids
+    text = without_pids(text)
     return [line for line in text.splitlines() if line.strip(" ^~")]  # 3.11+ adds ^^^ lines
 
 
@@ -375,7 +382,7 @@ def output_matches(want: str, have: str) -> bool:
 def test_readme_example_prints_what_the_readme_says(index: int, method: str, tmp_path: Path) -> None:
     example = readme_examples()[index]
     done = run_example(example, method, tmp_path)
-    assert done.stdout == example.stdout, f"example {index} printed something else"
+    assert without_pids(done.stdout) == example.stdout, f"example {index} printed something else"
     if example.ctrl_c:
         assert done.returncode == -signal.SIGINT, done.stderr
     elif example.fails:
@@ -1606,6 +1613,255 @@ def test_a_worker_that_leaves_a_thread_reading_a_queue_still_exits(start_method:
 def test_an_uplink_frame_can_carry_4_gib_and_more() -> None:
     size = 5 << 30
     assert ezq._HEAD.unpack(ezq._HEAD.pack(size, 0, 0))[0] == size
+
+
+## Timeouts ##
+
+
+def hang_on(x: int, hang: int = 5, start_file: str = "") -> int:
+    """Return x, but sleep "forever" on `hang` (writing when it started to `start_file`)."""
+    if x == hang:
+        if start_file:
+            Path(start_file).write_text(repr(time.monotonic()))
+        time.sleep(1000)
+    return x
+
+
+def pid_in(error: BaseException) -> int:
+    match = re.search(r"\(pid (\d+)\)", str(error))
+    assert match, f"expected a pid in {error}"
+    return int(match[1])
+
+
+def is_gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state == "Z"  # a zombie has stopped running
+
+
+def map_workers() -> list[int]:
+    """This process's worker processes (ezq's fork server and multiprocessing's helpers aside)."""
+    helpers = ("ezq-forkserver", "resource_tracker", "forkserver")
+    pids = []
+    for pid in descendants():
+        with contextlib.suppress(OSError):
+            if not any(h in Path(f"/proc/{pid}/cmdline").read_text() for h in helpers):
+                pids.append(pid)
+    return pids
+
+
+LIMIT = 1.0
+
+
+def collect_until_timeout(results: Iterator[int]) -> tuple[list[int], TimeoutError, float]:
+    """The results before a TimeoutError, the error, and when it was raised (monotonic)."""
+    got: list[int] = []
+    with pytest.raises(TimeoutError) as caught:
+        for result in results:
+            got.append(result)
+    return got, caught.value, time.monotonic()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("ordered", [True, False])
+def test_a_call_that_hangs_raises_timeout_error_after_the_results_before_it(
+    kind: str, ordered: bool, tmp_path: Path
+) -> None:
+    started = tmp_path / "started"
+    task = functools.partial(hang_on, hang=5, start_file=str(started))
+    got, error, raised = collect_until_timeout(
+        ezq.map(task, range(12), kind=kind, num=2, timeout=LIMIT, ordered=ordered)  # type: ignore[arg-type]
+    )
+    waited = raised - float(started.read_text())
+    assert LIMIT - 0.01 <= waited < LIMIT + 2, f"expected the error {LIMIT} s after the call started"
+    where = r"map worker map-\d+ \(pid \d+\)" if kind == "process" else r"map thread ezq-map-\d"
+    assert re.fullmatch(rf"task took longer than {LIMIT} s on input item 5 in {where}", str(error)), error
+    if ordered:
+        assert got == [0, 1, 2, 3, 4]
+    else:
+        assert set(range(5)) <= set(got) and 5 not in got
+    if kind == "process":
+        assert "time.sleep(1000)" in str(error.__cause__), "expected the worker's traceback: where it hung"
+        assert is_gone(pid_in(error)), "expected the worker that hung to be killed"
+        assert map_workers() == [], "expected no worker left"
+
+
+def slow_then_hang(x: int) -> int:
+    """About 50 ms per item; item 25 hangs."""
+    time.sleep(1000 if x == 25 else 0.05)
+    return x
+
+
+def test_the_clock_runs_per_call_not_per_chunk(start_method: str) -> None:
+    # A chunk of 40 takes about 2 s, longer than the limit: only item 25's own call is too slow.
+    start = time.monotonic()
+    got, error, raised = collect_until_timeout(ezq.map(slow_then_hang, range(80), chunksize=40, timeout=0.6))
+    assert got == list(range(25))
+    assert "on input item 25 in map worker" in str(error)
+    assert 25 * 0.05 + 0.6 <= raised - start < 25 * 0.05 + 0.6 + 5
+
+
+def stuck_in_c(x: int) -> int:
+    """Hang on 3 in one C call that holds the GIL (no signal handler runs in it)."""
+    return sum(range(10**13)) if x == 3 else x
+
+
+def test_a_call_that_ignores_the_interrupt_is_killed_with_its_worker(start_method: str) -> None:
+    got, error, _ = collect_until_timeout(ezq.map(stuck_in_c, range(8), chunksize=1, timeout=0.5))
+    assert got == [0, 1, 2]
+    assert "on input item 3 in map worker" in str(error)
+    notes = getattr(error, "__notes__", [f"did not stop within {ezq._GRACE} s"])  # 3.10 has no notes
+    assert any("did not stop within" in note and "killed the worker" in note for note in notes)
+    assert is_gone(pid_in(error))
+    got, error, _ = collect_until_timeout(ezq.map(stuck_in_c, range(8), chunksize=8, timeout=0.5))
+    assert got == []  # its chunk's results went with the worker, and the note says so
+    if sys.version_info >= (3, 11):
+        assert "the results of input items 0-2 went with it" in error.__notes__[0]
+
+
+def test_no_timeout_fires_for_calls_within_the_limit(kind: str) -> None:
+    slow = ezq.map(sleep_then_return, [0.2] * 4, kind=kind, num=2, timeout=1.0)  # type: ignore[arg-type]
+    assert list(slow) == [0.2] * 4
+    fast = ezq.map(double, range(10_000), kind=kind, timeout=5)  # type: ignore[arg-type]
+    assert list(fast) == [2 * x for x in range(10_000)]
+
+
+def test_a_timeout_in_a_nested_map_runs_on_threads(start_method: str) -> None:
+    out: ezq.Q[Any] = ezq.Q()
+    ezq.Q().stop(ezq.run(nested_timeout_worker, out))
+    assert [msg.data for msg in out.end()] == ["TimeoutError", [0, 1]]
+
+
+def nested_timeout_worker(out: ezq.Q[Any]) -> None:
+    got = []
+    try:
+        for result in ezq.map(functools.partial(hang_on, hang=2), range(5), timeout=0.3):
+            got.append(result)
+    except TimeoutError as error:
+        out.put(type(error).__name__)
+    out.put(got)
+
+
+THREAD_HANG_SCRIPT = """
+import time
+import ezq
+
+def hang(x):
+    if x == 1:
+        time.sleep(1000)
+    return x
+
+if __name__ == "__main__":
+    try:
+        list(ezq.map(hang, range(4), kind=KIND, timeout=0.3))
+    except TimeoutError as error:
+        print(type(error).__name__)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+@pytest.mark.parametrize("map_kind", KINDS)
+def test_a_call_that_hangs_does_not_keep_the_program_from_exiting(
+    map_kind: str, start_method: str, tmp_path: Path
+) -> None:
+    body = THREAD_HANG_SCRIPT.replace("KIND", repr(map_kind))
+    with script(body, start_method, tmp_path) as child:
+        stdout, stderr = child.communicate(timeout=30)
+        assert (child.returncode, stdout, stderr) == (0, "TimeoutError\n", "")
+        assert_group_ends(child.pid)
+
+
+@pytest.mark.parametrize(
+    ("timeout", "error", "message"),
+    [
+        (0, ValueError, "timeout must be a number of seconds > 0 or None, not 0"),
+        (-1.5, ValueError, "not -1.5"),
+        (float("nan"), ValueError, "not nan"),
+        ("1", TypeError, "timeout must be a number of seconds > 0 or None, not str"),
+        (True, TypeError, "not bool"),
+    ],
+)
+def test_a_bad_timeout_gets_a_clear_error_at_the_call(
+    timeout: Any, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        ezq.map(double, [1], timeout=timeout)
+    with pytest.raises(error, match=message):
+        ezq.Q().stop([], timeout=timeout)
+    with pytest.raises(ValueError, match="with an executor, timeout needs chunksize=1"):
+        ezq.map(double, [1], timeout=1, chunksize=2, executor=concurrent.futures.ThreadPoolExecutor(1))
+    assert list(ezq.map(double, [1, 2], timeout=float("inf"))) == [2, 4]
+
+
+def late_reader(q: ezq.Q[int], out: ezq.Q[int], wait: float) -> None:
+    """Read `q` only after `wait` seconds."""
+    time.sleep(wait)
+    for msg in q:
+        out.put(msg.data)
+
+
+def test_stop_with_a_timeout_names_the_workers_still_running_and_leaves_them(kind: str) -> None:
+    q: ezq.Q[int] = ezq.Q(kind)  # type: ignore[arg-type]
+    out: ezq.Q[int] = ezq.Q(kind)  # type: ignore[arg-type]
+    start = ezq.run if kind == "process" else ezq.run_thread
+    worker = start(late_reader, q, out, 1.5)
+    q.put(7)
+    before = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"1 worker\(s\) still running after 0.3 s: 'late_reader"):
+        q.stop(worker, timeout=0.3)
+    assert 0.3 <= time.monotonic() - before < 3
+    assert worker.is_alive()
+    q.stop(worker)  # waits again, with no second end marker for it
+    assert q.qsize() == 0, "expected no stale end marker"
+    assert [msg.data for msg in out.end()] == [7]
+
+
+def test_terminate_and_kill_stop_a_process_worker(start_method: str) -> None:
+    for stop, name in [(ezq.Worker.terminate, "SIGTERM"), (ezq.Worker.kill, "SIGKILL")]:
+        q: ezq.Q[int] = ezq.Q()
+        worker = ezq.run(sleeper)
+        with pytest.raises(TimeoutError, match=r"still running after 0.1 s: 'sleeper-\d+' \(pid \d+\)"):
+            q.stop(worker, timeout=0.1)
+        stop(worker)
+        with pytest.raises(ezq.WorkerError, match=f"was killed by signal {name}"):
+            worker.join()
+        stop(worker)  # once it has gone: nothing to do
+
+
+def test_a_thread_worker_cannot_be_killed() -> None:
+    release = threading.Event()
+    worker = ezq.run_thread(release.wait)
+    for stop in (worker.terminate, worker.kill):
+        with pytest.raises(TypeError, match="is a thread: Python can't stop a thread from outside"):
+            stop()
+    release.set()
+    worker.join()
+
+
+RELEASE = threading.Event()
+STARTED: list[int] = []
+
+
+def hang_on_2_until_released(x: int) -> int:
+    STARTED.append(x)
+    if x == 2:
+        RELEASE.wait()
+    return x
+
+
+def test_an_executor_cancels_what_has_not_started_after_a_timeout() -> None:
+    STARTED.clear()
+    RELEASE.clear()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        start = time.monotonic()
+        results = ezq.map(hang_on_2_until_released, range(100), executor=pool, num=1, timeout=0.5)
+        got, error, raised = collect_until_timeout(results)
+        RELEASE.set()  # item 2 returns; item 3 had been submitted, and is cancelled
+    assert str(error) == "task took longer than 0.5 s on input item 2 on the executor"
+    assert got == [0, 1] and 0.5 <= raised - start < 5
+    assert STARTED == [0, 1, 2], "expected the calls that had not started to be cancelled"
 
 
 ## Executors ##
