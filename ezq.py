@@ -788,7 +788,10 @@ def map(
 # queues it was given, and one "downlink" pipe per queue. An uplink frame is
 # an 11-byte head (payload length, tag, queue index) and a payload. One thread
 # per parent process, the hub, reads every uplink; a downlink carries pickled
-# lists of message frames ("batches"), one per request of its reader.
+# lists of message frames ("batches"), one per request of its reader, each
+# framed as on a map pipe (an 8-byte length first, see `_frame_views`).
+# Batches are written without blocking; the hub writes what a pipe can't
+# take at once (see `_send`).
 #
 # In its home, a message is kept as a "frame": the pickled (data, kind,
 # order) tuple, with b"E" in front for an end marker (a pickle starts with
@@ -971,11 +974,32 @@ class _Home:
 
 
 def _send(sends: _Sends) -> None:
-    """Write batches to their readers (with no lock held: a write may wait for the reader)."""
-    for channel, batch in sends:
-        if not channel.send(batch):  # the reader is gone: its batch goes back in line
-            channel.home.drop(channel)
-            _send(channel.home.give_back(batch))
+    """Write batches to their readers, with no lock held.
+
+    A write never waits: what a pipe can't take now, the hub thread writes.
+    So does a batch whose write an exception interrupted (a Ctrl-C, or a
+    signal handler's exception in the main thread): its reader waits for it,
+    and the hub, where no signal handler runs, can't be interrupted.
+    """
+    for number, (channel, batch) in enumerate(sends):
+        try:
+            rest = channel.send(batch)
+        except BaseException:
+            # What is known written stays written (channel.unsent is the rest);
+            # CPython may still raise between a write and its bookkeeping,
+            # a window of a few bytecodes that no Python code can close.
+            _hub().finish([(channel, batch, channel.unsent), *((c, b, None) for c, b in sends[number + 1 :])])
+            raise
+        if rest is None:  # the reader is gone: its batch goes back in line
+            _give_back(channel, batch)
+        elif rest:
+            _hub().finish([(channel, batch, rest)])
+
+
+def _give_back(channel: _Channel, batch: list[_Frame]) -> None:
+    """Put back the batch of a reader that has gone, for the others."""
+    channel.home.drop(channel)
+    _send(channel.home.give_back(batch))
 
 
 class _Channel:
@@ -983,9 +1007,12 @@ class _Channel:
 
     def __init__(self, home: _Home, down: Connection) -> None:
         self.home = home
-        self.down = down
+        self.down = down  # we write frames on its fd (see _write_frame), without blocking
+        self.fd = down.fileno()
+        os.set_blocking(self.fd, False)
         self.write_lock = threading.Lock()
         self.demand = 0
+        self.unsent: list[memoryview] | None = None  # what is left of the batch being written
 
     def on_frame(self, tag: int, payload: _Frame) -> _Sends:
         """Handle a frame that came up the worker's uplink for this queue."""
@@ -997,15 +1024,29 @@ class _Channel:
             return self.home.ask(self, int.from_bytes(payload, "little"))
         return self.home.give_back(pickle.loads(payload))
 
-    def send(self, batch: list[_Frame]) -> bool:
-        """Send one batch to the reader; `False` if it is gone."""
+    def send(self, batch: list[_Frame]) -> list[memoryview] | None:
+        """Write one batch to the reader as far as the pipe takes it now.
+
+        Returns what is left to write (nothing: all went), or `None` if the reader is gone.
+        """
+        self.unsent = None
         data = _pickle(batch, False)
+        with self.write_lock:
+            self.unsent = _frame_views(data)
+            return self.write(block=False)
+
+    def write(self, block: bool) -> list[memoryview] | None:
+        """Write `unsent` (call with write_lock held); return what is left, `None` if the reader is gone."""
         try:
-            with self.write_lock:
-                self.down.send_bytes(data)
+            while self.unsent:
+                if block:
+                    _wait_writable(self.fd)
+                self.unsent = _writev(self.fd, self.unsent)
+        except BlockingIOError:
+            pass
         except OSError:  # BrokenPipeError, or we already closed the pipe
-            return False
-        return True
+            return None
+        return self.unsent
 
     def close(self) -> None:
         with self.write_lock:
@@ -1110,6 +1151,10 @@ class _Hub:
         os.set_blocking(self.wake_w, False)
         self.changed = True  # the set of pipes to poll changed
         self.failed: BaseException | None = None  # what ended the thread, if anything did
+        # Batches (or what is left of them) for the hub thread to write: see _send.
+        self.outbox: collections.deque[tuple[_Channel, list[_Frame], list[memoryview] | None]] = (
+            collections.deque()
+        )
         threading.Thread(target=self._run, name="ezq-hub", daemon=True).start()
 
     def add(self, link: _Link) -> None:
@@ -1117,10 +1162,27 @@ class _Hub:
             self.links[link.fd] = link
             self.dying[link.process.sentinel] = link
             self.changed = True
-        try:
-            os.write(self.wake_w, b"!")  # poll the new uplink too
-        except BlockingIOError:
-            pass  # a wake-up is pending already
+        self._wake()  # poll the new uplink too
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # else a wake-up is pending already
+            os.write(self.wake_w, b"!")
+
+    def finish(self, batches: list[tuple[_Channel, list[_Frame], list[memoryview] | None]]) -> None:
+        """Have the hub thread write these batches to their readers: what is left of each
+        (views), or the whole batch (`None`)."""
+        self.outbox.extend(batches)
+        self._wake()
+
+    def _write_outbox(self) -> None:
+        """Write what other threads left for us (see `_send`), waiting for the readers to take it."""
+        while self.outbox:
+            channel, batch, rest = self.outbox.popleft()
+            with channel.write_lock:
+                channel.unsent = _frame_views(_pickle(batch, False)) if rest is None else rest
+                gone = channel.write(block=True) is None
+            if gone:
+                _give_back(channel, batch)
 
     def flush(self) -> None:
         """Read what every worker has written so far."""
@@ -1172,6 +1234,7 @@ class _Hub:
                         link.read_available(sends)
                         self._remove(link)
             _send(sends)
+            self._write_outbox()
 
     def retire(self, link: _Link) -> None:
         """Read the last frames of a worker that has exited, and close its pipes now."""
@@ -1278,7 +1341,7 @@ class _Remote:
             self.batch = max(1, int(self.batch * _BATCH_SECONDS / took))
         self.uplink.send(_DEMAND, self.index, self.batch.to_bytes(4, "little"))
         try:
-            batch = pickle.loads(self.down.recv_bytes())
+            batch = pickle.loads(_read_frame(self.down.fileno()))
         except (EOFError, OSError) as exc:
             raise _home_gone() from exc
         self.buffer.extend(batch)
@@ -2720,7 +2783,7 @@ class _MapWorker:
         self.late_item = 0  # and that call's input item
 
     def send(self, data: bytes) -> None:
-        self.unsent += [memoryview(len(data).to_bytes(_HEADER, "little")), memoryview(data)]
+        self.unsent += _frame_views(data)
         self.flush()
 
     def flush(self) -> None:
@@ -2958,7 +3021,7 @@ class _ProcessPool(_Pool):
 
 
 _HEADER = 8
-"""Bytes of the length that starts a frame on a map pipe (little-endian)."""
+"""Bytes of the length that starts a frame on a map pipe or a downlink (little-endian)."""
 
 
 def _writev(fd: int, views: list[memoryview]) -> list[memoryview]:
@@ -2972,9 +3035,14 @@ def _writev(fd: int, views: list[memoryview]) -> list[memoryview]:
     return views
 
 
+def _frame_views(data: bytes) -> list[memoryview]:
+    """A frame of a map pipe or a downlink, to write: its length, then `data`."""
+    return [memoryview(len(data).to_bytes(_HEADER, "little")), memoryview(data)]
+
+
 def _write_frame(fd: int, data: bytes) -> None:
-    """Write one length-prefixed frame to a blocking `fd`."""
-    views = [memoryview(len(data).to_bytes(_HEADER, "little")), memoryview(data)]
+    """Write one frame to a blocking `fd`."""
+    views = _frame_views(data)
     while views:
         views = _writev(fd, views)
 
@@ -2994,6 +3062,13 @@ def _read_exactly(fd: int, size: int) -> bytearray:
             raise EOFError("the other end closed the pipe")
         got += count
     return data
+
+
+def _wait_writable(fd: int) -> None:
+    """Wait until a pipe can take more (or its reader has gone)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    poller.poll()
 
 
 def _readable(fd: int) -> bool:

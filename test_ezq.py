@@ -1615,6 +1615,56 @@ def test_an_uplink_frame_can_carry_4_gib_and_more() -> None:
     assert ezq._HEAD.unpack(ezq._HEAD.pack(size, 0, 0))[0] == size
 
 
+class Alarm(Exception):
+    """What the test's SIGALRM handler raises, as Ctrl-C raises KeyboardInterrupt."""
+
+
+def check_blobs(q: ezq.Q[bytes], out: ezq.Q[int]) -> None:
+    """Check that each message arrived whole; put its order."""
+    for msg in q:
+        assert msg.data == bytes([msg.order % 256]) * len(msg.data), "a message arrived damaged"
+        out.put(msg.order)
+
+
+def test_an_exception_inside_put_loses_no_reader_and_damages_no_message(start_method: str) -> None:
+    # A signal handler's exception (a Ctrl-C's KeyboardInterrupt, a SIGALRM
+    # timeout) may land anywhere in put, among them in the middle of writing a
+    # batch to a reader, which used to leave the reader waiting forever or
+    # reading half a message.
+    q: ezq.Q[bytes] = ezq.Q()
+    out: ezq.Q[int] = ezq.Q()
+    workers = [ezq.run(check_blobs, q, out) for _ in range(2)]
+    put: list[int] = []
+    interrupted = 0
+    armed = [False]  # raise only inside put (at most once per put)
+
+    def alarm(signum: int, frame: object) -> None:
+        if armed[0]:
+            armed[0] = False
+            raise Alarm
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
+    try:
+        for order in range(1500):
+            armed[0] = True
+            try:
+                q.put(bytes([order % 256]) * 200_000, order=order)
+                armed[0] = False
+                put.append(order)
+            except Alarm:
+                interrupted += 1
+            armed[0] = False
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    q.stop(workers)
+    got = [msg.data for msg in out.end()]
+    assert interrupted > 0, "expected the alarm to interrupt some puts"
+    assert len(got) == len(set(got)), "expected no message twice"
+    assert set(put) <= set(got), "expected every message that put() took to arrive"
+
+
 ## Timeouts ##
 
 
