@@ -1720,7 +1720,8 @@ def _unpack_exception(data: bytes, where: str) -> BaseException:
 ## Process workers ##
 
 _TICK = 0.25
-"""Longest a blocking wait in ezq lasts before it returns to Python for a moment.
+"""Longest a blocking wait in ezq lasts before it returns to Python for a moment
+(every wait in the caller's threads: `_wait_any` with a slice, `_join`, `wait(_TICK)`).
 
 A Ctrl-C's SIGINT may be delivered to any thread of the process; Python runs
 the handler (raising KeyboardInterrupt) in the main thread, but only once that
@@ -1891,10 +1892,20 @@ def _kill(processes: Iterable[_Process]) -> None:
     for process in alive:
         process.terminate()
     for process in alive:
-        process.join(1.0)
+        _join(process, 1.0)
         if process.is_alive():
             process.kill()
+            _join(process)
+
+
+def _join(process: _Process, timeout: float | None = None) -> None:
+    """`process.join(timeout)`, in `_TICK` slices, so that a Ctrl-C is never kept waiting."""
+    deadline = math.inf if timeout is None else time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        if _wait_any([process.sentinel], min(left, _TICK)):
+            # It is exiting (its sentinel closes a moment before it can be reaped): reap it.
             process.join()
+            return
 
 
 def _add_note(error: BaseException, note: str) -> None:
@@ -3005,7 +3016,7 @@ class _ProcessPool(_Pool):
                 self._read(worker)  # what it finished before it died
         except EOFError:
             pass
-        worker.process.join()
+        _join(worker.process)
         code = worker.process.exitcode or 0
         running = f" while running {worker.items()}" if worker.in_flight else ""
         raise WorkerError(f"{worker.who()} {_describe_exit(code)}{running}", worker.process.name, code)
@@ -3016,7 +3027,7 @@ class _ProcessPool(_Pool):
         for worker in self.workers:
             if not abort:
                 worker.send(b"")  # an empty frame: "no more jobs", and the worker exits
-            worker.process.join()
+            _join(worker.process)
             worker.release()
 
 
