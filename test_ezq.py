@@ -1762,8 +1762,8 @@ def test_a_call_that_ignores_the_interrupt_is_killed_with_its_worker(start_metho
     got, error, _ = collect_until_timeout(ezq.map(stuck_in_c, range(8), chunksize=1, timeout=0.5))
     assert got == [0, 1, 2]
     assert "on input item 3 in map worker" in str(error)
-    notes = getattr(error, "__notes__", [f"did not stop within {ezq._GRACE} s"])  # 3.10 has no notes
-    assert any("did not stop within" in note and "killed the worker" in note for note in notes)
+    if sys.version_info >= (3, 11):  # 3.10 has no notes
+        assert any("did not stop within" in note and "killed the worker" in note for note in error.__notes__)
     assert is_gone(pid_in(error))
     got, error, _ = collect_until_timeout(ezq.map(stuck_in_c, range(8), chunksize=8, timeout=0.5))
     assert got == []  # its chunk's results went with the worker, and the note says so
