@@ -1615,8 +1615,8 @@ def test_an_uplink_frame_can_carry_4_gib_and_more() -> None:
     assert ezq._HEAD.unpack(ezq._HEAD.pack(size, 0, 0))[0] == size
 
 
-class Alarm(Exception):
-    """What the test's SIGALRM handler raises, as Ctrl-C raises KeyboardInterrupt."""
+class Alarm(BaseException):
+    """What the test's SIGALRM handler raises, as Ctrl-C raises KeyboardInterrupt (a BaseException)."""
 
 
 def check_blobs(q: ezq.Q[bytes], out: ezq.Q[int]) -> None:
@@ -1733,6 +1733,7 @@ def test_a_call_that_hangs_raises_timeout_error_after_the_results_before_it(
     kind: str, ordered: bool, tmp_path: Path
 ) -> None:
     started = tmp_path / "started"
+    before = set(map_workers())
     task = functools.partial(hang_on, hang=5, start_file=str(started))
     got, error, raised = collect_until_timeout(
         ezq.map(task, range(12), kind=kind, num=2, timeout=LIMIT, ordered=ordered)  # type: ignore[arg-type]
@@ -1748,7 +1749,7 @@ def test_a_call_that_hangs_raises_timeout_error_after_the_results_before_it(
     if kind == "process":
         assert "time.sleep(1000)" in str(error.__cause__), "expected the worker's traceback: where it hung"
         assert is_gone(pid_in(error)), "expected the worker that hung to be killed"
-        assert map_workers() == [], "expected no worker left"
+        assert set(map_workers()) <= before, "expected no worker of this map left"
 
 
 def slow_then_hang(x: int) -> int:
@@ -1824,6 +1825,7 @@ if __name__ == "__main__":
 """
 
 
+@needs_dill
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 @pytest.mark.parametrize("map_kind", KINDS)
 def test_a_call_that_hangs_does_not_keep_the_program_from_exiting(
