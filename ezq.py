@@ -817,6 +817,9 @@ _Frame = bytes | bytearray
 _Sends = list[tuple["_Channel", list[_Frame]]]
 """Batches taken for readers, to write once no lock is held (see `_send`)."""
 
+_Writing = tuple[list[_Frame], list[memoryview], list[int]]
+"""A batch being written to a reader: the batch, its frame, and the bytes each write took."""
+
 
 def _encode(data: Any, kind: str, order: int) -> bytes:
     return _dumps((data, kind, order), what="the message data")
@@ -980,22 +983,27 @@ def _send(sends: _Sends) -> None:
     So does a batch whose write an exception interrupted (a Ctrl-C, or a
     signal handler's exception in the main thread): its reader waits for it,
     and the hub, where no signal handler runs, can't be interrupted.
+
+    Not covered: such an exception while `_Home` takes the batch and its
+    reader (under its lock, before this is called) loses them, and on 3.14+
+    one just after `with home.lock:` acquires leaks the lock. Closing that
+    needs the main thread to hand each put to the hub: a thread wake-up per
+    put, 15-45% on a round trip when measured.
     """
-    for number, (channel, batch) in enumerate(sends):
-        try:
+    number = 0
+    try:
+        for number, (channel, batch) in enumerate(sends):  # noqa: B007 (the except clause reads it)
             rest = channel.send(batch)
-        except BaseException:
-            # What is known written stays written (channel.unsent is the rest).
-            # Not covered: in the main thread, a signal that arrives during the
-            # writev is handled just after it returns, before `unsent` notes
-            # it; closing that needs the main thread to hand every batch to
-            # the hub (a thread wake-up per put: 15-45% on a round trip).
-            _hub().finish([(channel, batch, channel.unsent), *((c, b, None) for c, b in sends[number + 1 :])])
-            raise
-        if rest is None:  # the reader is gone: its batch goes back in line
-            _give_back(channel, batch)
-        elif rest:
-            _hub().finish([(channel, batch, rest)])
+            if rest is None:  # the reader is gone: its batch goes back in line
+                _give_back(channel, batch)
+            elif rest:
+                _hub().finish([(channel, batch)])
+    except BaseException:
+        # What was written stays written: the channel knows how much, even if
+        # the exception came right after a write (see `_Channel.write`), and
+        # the hub writes only the rest (nothing, for a batch that all went).
+        _hub().finish(sends[number:])
+        raise
 
 
 def _give_back(channel: _Channel, batch: list[_Frame]) -> None:
@@ -1014,7 +1022,9 @@ class _Channel:
         os.set_blocking(self.fd, False)
         self.write_lock = threading.Lock()
         self.demand = 0
-        self.unsent: list[memoryview] | None = None  # what is left of the batch being written
+        # The batch being written, its frame, and how many bytes of it each
+        # write took: one attribute, so that it changes in one step.
+        self.writing: _Writing | None = None
 
     def on_frame(self, tag: int, payload: _Frame) -> _Sends:
         """Handle a frame that came up the worker's uplink for this queue."""
@@ -1031,24 +1041,43 @@ class _Channel:
 
         Returns what is left to write (nothing: all went), or `None` if the reader is gone.
         """
-        self.unsent = None
         data = _pickle(batch, False)
-        with self.write_lock:
-            self.unsent = _frame_views(data)
+        # Not `with self.write_lock:` (see `write`): from 3.14 on, a signal
+        # handler may run just after `with` acquires, before the block is
+        # entered, and an exception there leaks the lock (the hub would wait
+        # for it forever). Here the lock is taken inside C code.
+        held: list[bool] = []
+        try:
+            held.extend(builtins.map(_thread.LockType.acquire, (self.write_lock,)))
+            self.writing = (batch, _frame_views(data), [])
             return self.write(block=False)
+        finally:
+            if held:
+                self.write_lock.release()
 
     def write(self, block: bool) -> list[memoryview] | None:
-        """Write `unsent` (call with write_lock held); return what is left, `None` if the reader is gone."""
+        """Write the rest of `writing` (call with write_lock held).
+
+        Returns what is left (nothing: all went), or `None` if the reader is gone.
+
+        Each write's count goes into `writing` inside C code (list.extend
+        calling os.writev through builtins.map), where no signal handler can run: in
+        the main thread, a handler runs just after a call returns, and an
+        exception it raises there would otherwise lose the count, and with it
+        where the frame stands in the pipe.
+        """
+        assert self.writing is not None
+        _, views, written = self.writing
         try:
-            while self.unsent:
+            while rest := _skip(views, sum(written)):
                 if block:
                     _wait_writable(self.fd)
-                self.unsent = _writev(self.fd, self.unsent)
+                written.extend(builtins.map(os.writev, (self.fd,), (rest,)))
         except BlockingIOError:
-            pass
+            return _skip(views, sum(written))
         except OSError:  # BrokenPipeError, or we already closed the pipe
             return None
-        return self.unsent
+        return []
 
     def close(self) -> None:
         with self.write_lock:
@@ -1154,9 +1183,7 @@ class _Hub:
         self.changed = True  # the set of pipes to poll changed
         self.failed: BaseException | None = None  # what ended the thread, if anything did
         # Batches (or what is left of them) for the hub thread to write: see _send.
-        self.outbox: collections.deque[tuple[_Channel, list[_Frame], list[memoryview] | None]] = (
-            collections.deque()
-        )
+        self.outbox: collections.deque[tuple[_Channel, list[_Frame], _Writing | None]] = collections.deque()
         threading.Thread(target=self._run, name="ezq-hub", daemon=True).start()
 
     def add(self, link: _Link) -> None:
@@ -1170,18 +1197,24 @@ class _Hub:
         with contextlib.suppress(BlockingIOError):  # else a wake-up is pending already
             os.write(self.wake_w, b"!")
 
-    def finish(self, batches: list[tuple[_Channel, list[_Frame], list[memoryview] | None]]) -> None:
-        """Have the hub thread write these batches to their readers: what is left of each
-        (views), or the whole batch (`None`)."""
-        self.outbox.extend(batches)
+    def finish(self, sends: _Sends) -> None:
+        """Have the hub thread write these batches to their readers, or what is left of them."""
+        # With each, what its channel was writing then: if that has changed
+        # when the hub gets to it, the reader had it all and asked for more.
+        self.outbox.extend([(channel, batch, channel.writing) for channel, batch in sends])
         self._wake()
 
     def _write_outbox(self) -> None:
         """Write what other threads left for us (see `_send`), waiting for the readers to take it."""
         while self.outbox:
-            channel, batch, rest = self.outbox.popleft()
+            channel, batch, then = self.outbox.popleft()
+            if channel not in channel.home.channels:
+                continue  # its reader has gone, and its batch went back in line
             with channel.write_lock:
-                channel.unsent = _frame_views(_pickle(batch, False)) if rest is None else rest
+                if channel.writing is not then:
+                    continue
+                if then is None or then[0] is not batch:  # not begun
+                    channel.writing = (batch, _frame_views(_pickle(batch, False)), [])
                 gone = channel.write(block=True) is None
             if gone:
                 _give_back(channel, batch)
@@ -1404,7 +1437,7 @@ def _dumps(obj: Any, what: str, main_by_value: bool = False) -> bytes:
     by_value = travels and _dill_pickler() is not None
     try:
         data = _pickle(obj, by_value)
-    except Exception as exc:
+    except _CANT_PICKLE as exc:
         return _dill_dumps(obj, what, exc)
     if travels and not by_value and not _main_importable() and b"__main__" in data:
         raise TypeError(
@@ -1453,6 +1486,13 @@ def _pickle(obj: Any, main_by_value: bool) -> bytes:
     return data
 
 
+_CANT_PICKLE = (pickle.PicklingError, TypeError, AttributeError)
+"""What a pickler raises for an object it can't pickle (AttributeError: a local
+function before 3.14). Any other exception (from an object's own `__reduce__`,
+or from a signal handler that ran while we pickled) is not ours to retry or to
+rename: it reaches the caller as it is."""
+
+
 def _dill_dumps(obj: Any, what: str, why: Exception | None) -> bytes:
     pickler = _dill_pickler()
     if pickler is None:
@@ -1462,7 +1502,7 @@ def _dill_dumps(obj: Any, what: str, why: Exception | None) -> bytes:
         ) from why
     try:
         return _pickle_with(pickler, obj)
-    except Exception as exc:
+    except _CANT_PICKLE as exc:
         raise TypeError(f"cannot pickle {what} ({type(obj).__name__}): {exc}") from exc
 
 
@@ -3039,13 +3079,19 @@ _HEADER = 8
 
 def _writev(fd: int, views: list[memoryview]) -> list[memoryview]:
     """Write as much of `views` as `fd` takes in one call; return what is left."""
-    written = os.writev(fd, views)
-    while views and written >= len(views[0]):
-        written -= len(views[0])
-        views = views[1:]
-    if views and written:
-        views[0] = views[0][written:]
-    return views
+    return _skip(views, os.writev(fd, views))
+
+
+def _skip(views: list[memoryview], count: int) -> list[memoryview]:
+    """`views` without their first `count` bytes (a new list: `views` is left as it is)."""
+    index = 0
+    while index < len(views) and count >= len(views[index]):
+        count -= len(views[index])
+        index += 1
+    rest = views[index:]
+    if rest and count:
+        rest[0] = rest[0][count:]
+    return rest
 
 
 def _frame_views(data: bytes) -> list[memoryview]:
@@ -3114,7 +3160,7 @@ def _dumps_chunk(job: int, chunk: list[Any], first: int) -> bytes:
     """Pickle a chunk of map input, or raise naming the item that can't go."""
     try:
         return _dumps((job, first, chunk), what="a chunk of map input")
-    except TypeError:
+    except Exception:
         for index, item in enumerate(chunk):
             _dumps(item, what=f"map input item {first + index}")
         raise
@@ -3154,7 +3200,7 @@ def _map_worker(
             error = None if failure is None else (len(out), _pack_exception(failure))
             try:
                 reply = _pickle((job, out, error, seconds), False)
-            except Exception:
+            except Exception:  # the SIGUSR2 handler raises a BaseException, never this
                 reply = _dumps_results(job, out, error, seconds)
             _write_frame(results_fd, reply)
     except EOFError:
@@ -3167,11 +3213,11 @@ def _dumps_results(job: int, out: list[Any], error: Any, seconds: float) -> byte
     """Pickle results that `pickle` refused, or report the first that can't be sent."""
     try:
         return _dumps((job, out, error, seconds), what="map results")
-    except TypeError:
+    except Exception:
         for index, result in enumerate(out):
             try:
                 _dumps(result, what=f"the result of map item {index} of its chunk")
-            except TypeError as exc:
+            except Exception as exc:
                 return pickle.dumps((job, out[:index], (index, _pack_exception(exc)), seconds), protocol=5)
         raise
 

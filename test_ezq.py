@@ -1152,6 +1152,63 @@ def test_map_raises_for_a_result_that_cannot_be_pickled(start_method: str) -> No
         list(ezq.map(give_a_generator, [1, 2]))
 
 
+class Refuses:
+    """An object whose own `__reduce__` raises: not a pickler's refusal, the object's error."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        raise RuntimeError("this object won't be copied")
+
+
+def give_a_refusing_object(_: int) -> Refuses:
+    return Refuses()
+
+
+class Interrupted(Exception):
+    """What the test's signal handler raises (an `Exception`, as a user's handler may)."""
+
+
+class SignalsWhilePickled:
+    """Sends this process a real SIGUSR1 while it is pickled, as if it came at that moment."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        signal.raise_signal(signal.SIGUSR1)
+        return (int, ())
+
+
+def test_an_objects_own_error_while_pickled_reaches_the_caller_as_it_is(start_method: str) -> None:
+    q: ezq.Q[Any] = ezq.Q()
+    out: ezq.Q[Any] = ezq.Q()
+    worker = ezq.run(echo_worker, q, out)
+    with pytest.raises(RuntimeError, match="this object won't be copied"):
+        q.put(Refuses())  # not a TypeError asking for dill, nor dill's retry
+    q.put("after").stop(worker)
+    assert [m.data for m in out.items()] == ["after"]
+    with pytest.raises(RuntimeError, match="this object won't be copied"):
+        list(ezq.map(double, [1, Refuses()]))
+    with pytest.raises(RuntimeError, match="this object won't be copied") as caught:
+        list(ezq.map(give_a_refusing_object, [1, 2]))
+    assert "__reduce__" in str(caught.value.__cause__)  # the worker's traceback
+
+
+def test_a_signal_handlers_exception_while_put_pickles_reaches_the_caller_as_it_is(start_method: str) -> None:
+    def interrupt(signum: int, frame: Any) -> None:
+        raise Interrupted("from the signal handler")
+
+    q: ezq.Q[Any] = ezq.Q()
+    out: ezq.Q[Any] = ezq.Q()
+    worker = ezq.run(echo_worker, q, out)
+    previous = signal.signal(signal.SIGUSR1, interrupt)
+    try:
+        with pytest.raises(Interrupted):
+            q.put(SignalsWhilePickled())
+        with pytest.raises(Interrupted):
+            list(ezq.map(double, [1, SignalsWhilePickled()]))
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    q.put("after").stop(worker)
+    assert [m.data for m in out.items()] == ["after"]
+
+
 def test_a_thread_q_cannot_go_to_a_process_worker() -> None:
     with pytest.raises(TypeError, match=r"Q\('thread'\) can't be sent to a process worker"):
         ezq.run(sum_worker, ezq.Q("thread"), ezq.Q())
@@ -1626,54 +1683,59 @@ def check_blobs(q: ezq.Q[bytes], out: ezq.Q[int]) -> None:
         out.put(msg.order)
 
 
-SENDING = {"_send", "_send_bytes", "_pickle", "_pickle_with"}
-"""Where put pickles a batch for a reader or waits to write it: ezq's functions, and
-multiprocessing's `send_bytes` (4.1 wrote batches with it and blocked on a full pipe).
+SENDING = {"_send", "send", "write", "_skip", "_pickle", "_pickle_with", "_writev", "_send_bytes"}
+"""The functions in which put writes a batch to a reader: ezq's (and `_writev`, which
+4.2.0 wrote with), and multiprocessing's `send_bytes` (4.1 wrote batches with it).
 
-Not `_writev`: a signal that arrives during a write is handled just after the
-system call returns, before ezq notes how much it wrote, and ezq does not
-survive that yet (the main thread would have to hand every batch to the hub).
-Not where a `with lock:` acquires either: an exception just after that leaks
-the lock in CPython itself (python/cpython#74174), in any code."""
+Not where the queue takes the batch and its reader (`_Home`, under its lock): see
+the note on `_send`."""
 
 
 def test_an_exception_inside_put_loses_no_reader_and_damages_no_message(start_method: str) -> None:
-    # A signal handler's exception (a Ctrl-C's KeyboardInterrupt, a SIGALRM
-    # timeout) may land anywhere in put, among them in the middle of writing a
-    # batch to a reader, which used to leave the reader waiting forever or
-    # reading half a message.
+    # Python runs a signal handler in the main thread just after a call into C
+    # returns, and a signal that arrives during a write is handled right after
+    # the write. So a handler's exception (Ctrl-C's KeyboardInterrupt, a SIGALRM
+    # timeout) may come after any such return in put. In turn, each of them in
+    # the sending of a batch gets a real SIGALRM, whose handler raises. Every
+    # message that put took must arrive, once and whole.
     q: ezq.Q[bytes] = ezq.Q()
     out: ezq.Q[int] = ezq.Q()
     workers = [ezq.run(check_blobs, q, out) for _ in range(2)]
+    target, seen = 0, 0  # the return in this put to interrupt (from 1), and the returns so far
     put: list[int] = []
     interrupted = 0
-    armed = [False]  # raise only inside put (at most once per put)
 
     def alarm(signum: int, frame: Any) -> None:
-        if armed[0] and frame is not None and frame.f_code.co_name in SENDING:
-            armed[0] = False
-            raise Alarm
+        raise Alarm
+
+    def at_return(frame: Any, event: str, arg: Any) -> None:
+        nonlocal seen
+        if event == "c_return" and frame.f_code.co_name in SENDING:
+            seen += 1
+            if seen == target:
+                signal.raise_signal(signal.SIGALRM)  # its handler runs here, inside put
 
     previous = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
     try:
-        for order in range(5000):  # until enough puts were interrupted
-            if interrupted >= 3 and order >= 200:
-                break
-            armed[0] = True
+        for order in range(600):
+            target, seen = target + 1, 0
+            size = 300_000 if order % 3 == 0 else 1000  # a large one fills the pipe: the hub writes the rest
+            sys.setprofile(at_return)
             try:
-                q.put(bytes([order % 256]) * 500_000, order=order)
-                armed[0] = False
+                q.put(bytes([order % 256]) * size, order=order)
+                sys.setprofile(None)
                 put.append(order)
             except Alarm:
                 interrupted += 1
-            armed[0] = False
+            finally:
+                sys.setprofile(None)
+            if seen < target:  # this put had fewer: start again from its first
+                target = 0
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-    q.stop(workers)
+    q.stop(workers, timeout=60)
     got = [msg.data for msg in out.end()]
-    assert interrupted > 0, "expected the alarm to interrupt some puts"
+    assert interrupted > 50, "expected many puts to be interrupted"
     assert len(got) == len(set(got)), "expected no message twice"
     assert set(put) <= set(got), "expected every message that put() took to arrive"
 
