@@ -2524,6 +2524,23 @@ class _Pool:
         """Feed only this many workers from now on (a hint; see `_Chunker.workers_needed`)."""
 
 
+_Key = TypeVar("_Key")
+
+
+def _overdue(started: Iterable[tuple[_Key, float]], limit: float) -> tuple[list[tuple[_Key, float]], float]:
+    """Of calls started at these times (monotonic seconds), those that ran longer than
+    `limit`, each with its start; and the seconds until the next deadline, at most."""
+    now = time.monotonic()
+    late: list[tuple[_Key, float]] = []
+    next_check = _check_every(limit)
+    for key, since in started:
+        if now < since + limit:
+            next_check = min(next_check, since + limit - now)
+        else:
+            late.append((key, since))
+    return late, next_check
+
+
 def _check_every(limit: float | None) -> float:
     """How often a pool with this time limit per call looks at its workers' clocks, at least.
 
@@ -2668,23 +2685,16 @@ class _ThreadPool(_Pool):
         limit = self.limit
         if limit is None:
             return [], _TICK
-        now = time.monotonic()
-        next_check = _check_every(limit)
+        calls = ((me, _running(clock)) for me, clock in enumerate(self.clocks) if me not in self.lost)
+        late, next_check = _overdue((((me, run[0]), run[1]) for me, run in calls if run), limit)
         finished: list[_Done] = []
-        for me, clock in enumerate(self.clocks):
-            running = None if me in self.lost else _running(clock)
-            if running is None:
-                continue
-            item, since = running
-            if now < since + limit:
-                next_check = min(next_check, since + limit - now)
-                continue
+        for (me, item), since in late:
             job, first, results = self.running[me]
             self.lost.add(me)
             self.abandoned.add(job)
             error = _timeout_error(limit, item, f"in map thread {self.threads[me].name}")
             _add_note(error, "a thread can't be stopped: it runs on as a daemon, and its result is dropped")
-            finished.append(_Done(job, results[: item - first], error, now - since))
+            finished.append(_Done(job, results[: item - first], error, time.monotonic() - since))
         return finished, next_check
 
     def close(self, abort: bool) -> None:
@@ -2765,13 +2775,9 @@ class _ExecutorPool(_Pool):
         limit = self.limit
         if limit is None:
             return [], _TICK
-        now = time.monotonic()
-        next_check = _TICK
+        late, next_check = _overdue(list(self.since.items()), limit)
         finished: list[_Done] = []
-        for job, since in list(self.since.items()):
-            if now < since + limit:
-                next_check = min(next_check, since + limit - now)
-                continue
+        for job, since in late:
             future, first = self.futures.pop(job)
             del self.since[job]
             future.cancel()
@@ -2779,7 +2785,7 @@ class _ExecutorPool(_Pool):
             _add_note(
                 error, "a call that runs on an executor runs on unless the executor's cancel() stops it"
             )
-            finished.append(_Done(job, [], error, now - since))
+            finished.append(_Done(job, [], error, time.monotonic() - since))
         return finished, next_check
 
     def close(self, abort: bool) -> None:
@@ -2980,32 +2986,31 @@ class _ProcessPool(_Pool):
         limit = self.limit
         if limit is None:
             return [], _TICK
-        now = time.monotonic()
-        next_check = _check_every(limit)
-        finished: list[_Done] = []
-        for worker in list(self.workers):
+        calls: list[tuple[tuple[_MapWorker, int], float]] = []  # (worker, item), since
+        interrupted: list[tuple[_MapWorker, float]] = []  # worker, since when
+        for worker in self.workers:
             assert worker.clock is not None
             running = _running(worker.clock.view)
-            if worker.interrupted:
-                if running is None or running[0] != worker.late_item:
-                    worker.interrupted = 0.0  # it returned as it was interrupted; it goes on
-                elif now < worker.interrupted + _GRACE:
-                    next_check = min(next_check, worker.interrupted + _GRACE - now)
-                else:
-                    finished += self._abandon(worker)
-                continue
-            if running is None:
-                continue
-            item, since = running
-            if now < since + limit:
-                next_check = min(next_check, since + limit - now)
-                continue
+            if not worker.interrupted:
+                if running is not None:
+                    calls.append(((worker, running[0]), running[1]))
+            elif running is None or running[0] != worker.late_item:
+                worker.interrupted = 0.0  # it returned as it was interrupted; it goes on
+            else:
+                interrupted.append((worker, worker.interrupted))
+        late, next_check = _overdue(calls, limit)
+        stubborn, next_grace = _overdue(interrupted, _GRACE)
+        finished: list[_Done] = []
+        for worker, _ in stubborn:
+            finished += self._abandon(worker)
+        for (worker, item), _ in late:
+            assert worker.clock is not None
             worker.clock.view[2] = item + 1
-            worker.interrupted, worker.late_item = now, item
+            worker.interrupted, worker.late_item = time.monotonic(), item
             with contextlib.suppress(ProcessLookupError):
                 os.kill(cast(int, worker.process.pid), _INTERRUPT)
-            next_check = min(next_check, _GRACE)
-        return finished, next_check
+            next_grace = min(next_grace, _GRACE)
+        return finished, min(next_check, next_grace)
 
     def _abandon(self, worker: _MapWorker) -> list[_Done]:
         """Kill a worker whose call ran out of time and didn't stop (or died); report its chunk."""
