@@ -1132,7 +1132,7 @@ class _Link:
             while len(view) - start >= _HEAD.size:
                 size, tag, index = _HEAD.unpack_from(view, start)
                 body = start + _HEAD.size
-                if size >= len(_SCRATCH):
+                if size >= _LARGE_FRAME:
                     payload = bytearray(size)
                     got = min(size, len(view) - body)
                     payload[:got] = view[body : body + got]
@@ -1157,7 +1157,11 @@ class _Link:
         self.up.close()
 
 
-_SCRATCH = bytearray(1 << 16)  # the hub reads uplinks through this (under its lock)
+_SCRATCH = bytearray(1 << 16)  # the hub reads uplinks through this (under its lock): a pipe's worth
+_LARGE_FRAME = 1 << 16
+"""Frames this big or bigger are read straight into a buffer of their own (see `_Link`).
+Below it, copying through `buffer` costs less than allocating; above it, a copy of
+the whole message would cost more than the read."""
 
 
 class _Hub:
