@@ -108,7 +108,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from concurrent.futures import Executor
     from concurrent.futures import Future
 
-__version__ = "4.2.0"
+__version__ = "4.2.1"
 __all__ = (
     "END_MSG",
     "IS_MACOS",
@@ -814,11 +814,11 @@ _BATCH_SECONDS = 0.002
 _Frame = bytes | bytearray
 """A message kept in its home: bytes, or a bytearray when it was read straight from a pipe."""
 
-_Sends = list[tuple["_Channel", list[_Frame]]]
-"""Batches taken for readers, to write once no lock is held (see `_send`)."""
+_Sends = list["_Channel"]
+"""Channels whose readers were given a batch, to write once no lock is held (see `_send`)."""
 
-_Writing = tuple[list[_Frame], list[memoryview], list[int]]
-"""A batch being written to a reader: the batch, its frame, and the bytes each write took."""
+_Writing = tuple[list[_Frame], list[memoryview] | None, list[int]]
+"""The batch a reader was given, its frame (`None` until it is pickled), and the bytes each write took."""
 
 
 def _encode(data: Any, kind: str, order: int) -> bytes:
@@ -886,20 +886,35 @@ class _Home:
             if self.channels:
                 _hub().flush()
             frame = _END_TAG + frame
-        _send(self.append(frame))
+        try:
+            _send(self.append(frame))
+        except BaseException:
+            # In the main thread, a signal handler's exception (Ctrl-C, a
+            # SIGALRM timeout) may come between any two steps of the above:
+            # whatever it interrupted, the hub finishes (see `recover`).
+            if self.channels:
+                _hub().recover(self)
+            raise
 
     def append(self, frame: _Frame) -> _Sends:
-        with self.lock:
+        held: list[bool] = []
+        try:
+            _acquire(self.lock, held)
             self.frames.append(frame)
             sends = self._dispatch()
             if self.local_waiters and self.frames:
                 self.ready.notify()
             self._resized()
+        finally:
+            if held:
+                self.lock.release()
         return sends
 
     def get(self) -> Msg[Any]:
         self._check_home()
-        with self.lock:
+        held: list[bool] = []
+        try:
+            _acquire(self.lock, held)  # a Ctrl-C must not leave it held: the hub needs it
             while not self.frames:
                 _check_hub()
                 self.local_waiters += 1
@@ -909,6 +924,9 @@ class _Home:
                     self.local_waiters -= 1
             frame = self.frames.popleft()
             self._resized()
+        finally:
+            if held:
+                self.lock.release()
         return _decode(frame)
 
     def release(self) -> None:
@@ -935,21 +953,48 @@ class _Home:
         return sends
 
     def _dispatch(self) -> _Sends:
-        """Take a batch for each waiting reader (call with the lock held)."""
+        """Give a batch to each waiting reader (call with the lock held).
+
+        No exception can lose a frame here (see `recover`): the batch is
+        its reader's (`channel.writing`) before the first frame goes in, and
+        each frame moves in one step, inside C code, where no signal handler
+        runs. The reader leaves `hungry` last.
+        """
         sends: _Sends = []
         frames = self.frames
         while frames and self.hungry:
-            channel = self.hungry.popleft()
+            channel = self.hungry[0]
             batch: list[_Frame] = []
+            channel.writing = (batch, None, [])
             size = 0
             while frames and len(batch) < channel.demand and size < _BATCH_BYTES:
-                frame = frames.popleft()
-                batch.append(frame)
-                size += len(frame)
-                if frame[:1] == _END_TAG:
+                batch.extend(builtins.map(collections.deque.popleft, (frames,)))
+                size += len(batch[-1])
+                if batch[-1][:1] == _END_TAG:
                     break  # one end marker per batch: each reader stops at its own
-            sends.append((channel, batch))
+            self.hungry.popleft()
+            sends.append(channel)
         return sends
+
+    def recover(self) -> _Sends:
+        """Finish what an exception inside `put` interrupted; the hub calls this.
+
+        Returns the channels whose batch is not all written (the hub writes
+        the rest). A reader still in `hungry` with a batch had it: it leaves
+        `hungry`, or, if the batch is still empty, waits on.
+        """
+        with self.lock:
+            for channel in list(self.hungry):
+                if channel.writing is not None and channel.writing[1] is None:  # given, not yet written
+                    if channel.writing[0]:
+                        self.hungry.remove(channel)
+                    else:
+                        channel.writing = None
+            self._dispatch()
+            if self.local_waiters and self.frames:
+                self.ready.notify_all()
+            self._resized()
+            return [channel for channel in self.channels if channel.unfinished()]
 
     def _resized(self) -> None:
         if self.shared_size is not None:
@@ -977,39 +1022,28 @@ class _Home:
 
 
 def _send(sends: _Sends) -> None:
-    """Write batches to their readers, with no lock held.
+    """Write the batches given to these channels' readers, with no lock held.
 
-    A write never waits: what a pipe can't take now, the hub thread writes.
-    So does a batch whose write an exception interrupted (a Ctrl-C, or a
-    signal handler's exception in the main thread): its reader waits for it,
-    and the hub, where no signal handler runs, can't be interrupted.
-
-    Not covered: such an exception while `_Home` takes the batch and its
-    reader (under its lock, before this is called) loses them, and on 3.14+
-    one just after `with home.lock:` acquires leaks the lock. Closing that
-    needs the main thread to hand each put to the hub: a thread wake-up per
-    put, 15-45% on a round trip when measured.
+    A write never waits: what a pipe can't take now, the hub thread writes,
+    and so does a batch whose reader has gone (the hub gives it back).
+    The state of each batch is in its channel, so the hub can also finish
+    a batch whose write an exception interrupted (see `_Home.put`).
     """
-    number = 0
-    try:
-        for number, (channel, batch) in enumerate(sends):  # noqa: B007 (the except clause reads it)
-            rest = channel.send(batch)
-            if rest is None:  # the reader is gone: its batch goes back in line
-                _give_back(channel, batch)
-            elif rest:
-                _hub().finish([(channel, batch)])
-    except BaseException:
-        # What was written stays written: the channel knows how much, even if
-        # the exception came right after a write (see `_Channel.write`), and
-        # the hub writes only the rest (nothing, for a batch that all went).
-        _hub().finish(sends[number:])
-        raise
+    for channel in sends:
+        rest = channel.send()
+        if rest is None or rest:
+            _hub().finish([channel])
 
 
-def _give_back(channel: _Channel, batch: list[_Frame]) -> None:
-    """Put back the batch of a reader that has gone, for the others."""
-    channel.home.drop(channel)
-    _send(channel.home.give_back(batch))
+def _acquire(lock: threading.Lock, held: list[bool]) -> None:
+    """Take `lock` and note it in `held`, in one step that no exception can split.
+
+    Not `with lock:` where an exception must not leak the lock: from 3.14 on,
+    a signal handler may run just after `with` acquires, before its block is
+    entered, and its exception then leaves the lock held. Here the lock is
+    taken inside C code (list.extend calling acquire through builtins.map).
+    """
+    held.extend(builtins.map(_thread.LockType.acquire, (lock,)))
 
 
 class _Channel:
@@ -1036,56 +1070,66 @@ class _Channel:
             return self.home.ask(self, int.from_bytes(payload, "little"))
         return self.home.give_back(pickle.loads(payload))
 
-    def send(self, batch: list[_Frame]) -> list[memoryview] | None:
-        """Write one batch to the reader as far as the pipe takes it now.
+    def send(self) -> list[memoryview] | None:
+        """Write the reader's batch as far as the pipe takes it now.
 
         Returns what is left to write (nothing: all went), or `None` if the reader is gone.
         """
-        data = _pickle(batch, False)
-        # Not `with self.write_lock:` (see `write`): from 3.14 on, a signal
-        # handler may run just after `with` acquires, before the block is
-        # entered, and an exception there leaks the lock (the hub would wait
-        # for it forever). Here the lock is taken inside C code.
         held: list[bool] = []
         try:
-            held.extend(builtins.map(_thread.LockType.acquire, (self.write_lock,)))
-            self.writing = (batch, _frame_views(data), [])
+            _acquire(self.write_lock, held)
             return self.write(block=False)
         finally:
             if held:
                 self.write_lock.release()
 
+    def unfinished(self) -> bool:
+        """`True` if the reader was given a batch that is not all written yet."""
+        writing = self.writing
+        return writing is not None and (writing[1] is None or bool(_skip(writing[1], sum(writing[2]))))
+
     def write(self, block: bool) -> list[memoryview] | None:
         """Write the rest of `writing` (call with write_lock held).
 
         Returns what is left (nothing: all went), or `None` if the reader is gone.
-
-        Each write's count goes into `writing` inside C code (list.extend
-        calling os.writev through builtins.map), where no signal handler can run: in
-        the main thread, a handler runs just after a call returns, and an
-        exception it raises there would otherwise lose the count, and with it
-        where the frame stands in the pipe.
+        Several threads may write the same batch (see `_send`): each writes
+        only what is left.
         """
-        assert self.writing is not None
-        _, views, written = self.writing
+        if self.down.closed:
+            return None  # and its fd number may be another file's by now
+        if self.writing is None:
+            return []
+        batch, views, written = self.writing
+        if views is None:
+            views = _frame_views(_pickle(batch, False))
+            self.writing = (batch, views, written)
         try:
-            while rest := _skip(views, sum(written)):
-                if block:
-                    _wait_writable(self.fd)
-                written.extend(builtins.map(os.writev, (self.fd,), (rest,)))
+            _write_rest(self.fd, views, written, block)
         except BlockingIOError:
             return _skip(views, sum(written))
         except OSError:  # BrokenPipeError, or we already closed the pipe
             return None
         return []
 
-    def close(self) -> None:
+    def take_back(self) -> list[_Frame]:
+        """The reader's batch if it never had it all, taken from the channel (call with write_lock held)."""
+        batch = self.writing[0] if self.writing is not None and self.unfinished() else []
+        self.writing = None
+        return batch
+
+    def close(self) -> list[_Frame]:
+        """Close the downlink; return the reader's batch if it never had it all."""
         with self.write_lock:
             self.down.close()
+            return self.take_back()
 
 
 class _Link:
-    """The parent's end of a worker's uplink, which carries the frames of all its queues."""
+    """The parent's end of a worker's uplink, which carries the frames of all its queues.
+
+    Only the hub thread reads it: there no signal handler runs, whose
+    exception between a read and its parse would lose part of the stream.
+    """
 
     def __init__(self, process: _Process, up: Connection, channels: list[_Channel]) -> None:
         self.process = process  # keeps process.sentinel open while the hub polls it
@@ -1150,10 +1194,12 @@ class _Link:
         for tag, index, frame in frames:
             sends += self.channels[index].on_frame(tag, frame)
 
-    def close(self) -> None:
+    def close(self, sends: _Sends) -> None:
+        """Close its pipes; batches its reader never had all go back in line."""
         for channel in self.channels:
             channel.home.drop(channel)
-            channel.close()
+            if batch := channel.close():
+                sends += channel.home.give_back(batch)
         self.up.close()
 
 
@@ -1174,7 +1220,9 @@ class _Hub:
 
     There is one per process that started workers with queues. Uplinks are
     non-blocking, and batches for readers are written once `lock` is released,
-    so neither a slow worker nor a slow reader holds up the others.
+    so neither a slow worker nor a slow reader holds up the others. Other
+    threads ask it to read (`flush`, `retire`) and to finish writes they
+    could not (`finish`, `recover`): no signal handler runs here.
     """
 
     def __init__(self) -> None:
@@ -1186,8 +1234,10 @@ class _Hub:
         os.set_blocking(self.wake_w, False)
         self.changed = True  # the set of pipes to poll changed
         self.failed: BaseException | None = None  # what ended the thread, if anything did
-        # Batches (or what is left of them) for the hub thread to write: see _send.
-        self.outbox: collections.deque[tuple[_Channel, list[_Frame], _Writing | None]] = collections.deque()
+        # Channels whose batch (or what is left of it) the hub thread writes: see _send.
+        self.outbox: collections.deque[_Channel] = collections.deque()
+        self.interrupted: collections.deque[_Home] = collections.deque()  # see _Home.put
+        self.asked: collections.deque[tuple[_Link | None, threading.Event]] = collections.deque()  # see _ask
         threading.Thread(target=self._run, name="ezq-hub", daemon=True).start()
 
     def add(self, link: _Link) -> None:
@@ -1202,34 +1252,56 @@ class _Hub:
             os.write(self.wake_w, b"!")
 
     def finish(self, sends: _Sends) -> None:
-        """Have the hub thread write these batches to their readers, or what is left of them."""
-        # With each, what its channel was writing then: if that has changed
-        # when the hub gets to it, the reader had it all and asked for more.
-        self.outbox.extend([(channel, batch, channel.writing) for channel, batch in sends])
+        """Have the hub thread write what is left of these channels' batches."""
+        self.outbox.extend(sends)
+        self._wake()
+
+    def recover(self, home: _Home) -> None:
+        """Have the hub thread finish what an exception inside `home.put` interrupted."""
+        self.interrupted.append(home)
         self._wake()
 
     def _write_outbox(self) -> None:
         """Write what other threads left for us (see `_send`), waiting for the readers to take it."""
+        while self.interrupted:
+            self.outbox.extend(self.interrupted.popleft().recover())
         while self.outbox:
-            channel, batch, then = self.outbox.popleft()
-            if channel not in channel.home.channels:
-                continue  # its reader has gone, and its batch went back in line
+            channel = self.outbox.popleft()
             with channel.write_lock:
-                if channel.writing is not then:
-                    continue
-                if then is None or then[0] is not batch:  # not begun
-                    channel.writing = (batch, _frame_views(_pickle(batch, False)), [])
-                gone = channel.write(block=True) is None
-            if gone:
-                _give_back(channel, batch)
+                if channel.write(block=True) is not None:
+                    continue  # all written (by us, or by the thread that gave it to us)
+                batch = channel.take_back()
+            if batch:  # its reader has gone: the batch goes back in line
+                channel.home.drop(channel)
+                _send(channel.home.give_back(batch))
 
     def flush(self) -> None:
-        """Read what every worker has written so far."""
-        sends: _Sends = []
-        with self.lock:
-            for link in list(self.links.values()):
-                link.read_available(sends)  # a closed link is dropped by the hub thread
-        _send(sends)
+        """Wait until the hub has read what every worker has written so far."""
+        self._ask(None)
+
+    def retire(self, link: _Link) -> None:
+        """Wait until the hub has read the last frames of a worker that has exited, and closed its pipes."""
+        self._ask(link)
+
+    def _ask(self, link: _Link | None) -> None:
+        # Only the hub reads uplinks: in another thread, an exception (Ctrl-C)
+        # between a read and its parse would lose bytes of the stream for good.
+        done = threading.Event()
+        self.asked.append((link, done))
+        self._wake()
+        while not done.wait(_TICK):
+            _check_hub()
+
+    def _answer(self, sends: _Sends) -> list[threading.Event]:
+        """Do the reading that `flush` and `retire` asked for (call with the lock held)."""
+        answered = []
+        while self.asked:
+            asked, done = self.asked.popleft()
+            for link in list(self.links.values()) if asked is None else [asked]:
+                if self.links.get(link.fd) is link and (link.read_available(sends) or asked is link):
+                    self._remove(link, sends)
+            answered.append(done)
+        return answered
 
     def _run(self) -> None:
         _block_ctrl_c()
@@ -1253,43 +1325,35 @@ class _Hub:
             events = poller.poll()
             sends: _Sends = []
             with self.lock:
-                if self.changed:
-                    # Workers came or went while we polled, and an fd number in
-                    # `events` may now belong to another worker's pipe. Poll is
-                    # level-triggered: what was ready will be ready again.
-                    continue
+                answered = self._answer(sends)
+                # If workers came or went while we polled, an fd number in
+                # `events` may now belong to another worker's pipe: skip them.
+                # Poll is level-triggered: what was ready will be ready again.
                 for fd, _ in events:
                     if self.changed:
-                        break  # we removed a worker: see above
+                        break
                     if fd == self.wake_r:
                         with contextlib.suppress(BlockingIOError):
                             os.read(self.wake_r, 4096)
                     elif fd in self.links:
                         link = self.links[fd]
                         if link.read_available(sends):
-                            self._remove(link)
+                            self._remove(link, sends)
                     elif fd in self.dying:  # the worker exited: what it wrote is all there
                         link = self.dying[fd]
                         link.read_available(sends)
-                        self._remove(link)
+                        self._remove(link, sends)
             _send(sends)
+            for done in answered:
+                done.set()
             self._write_outbox()
 
-    def retire(self, link: _Link) -> None:
-        """Read the last frames of a worker that has exited, and close its pipes now."""
-        sends: _Sends = []
-        with self.lock:
-            if link.fd in self.links and self.links[link.fd] is link:
-                link.read_available(sends)
-                self._remove(link)
-        _send(sends)
-
-    def _remove(self, link: _Link) -> None:
+    def _remove(self, link: _Link, sends: _Sends) -> None:
         """Forget a worker that has gone (call with the lock held)."""
         self.links.pop(link.fd, None)
         self.dying.pop(link.process.sentinel, None)
         self.changed = True
-        link.close()
+        link.close(sends)
 
 
 _HUB_LOCK = threading.Lock()
@@ -1325,6 +1389,8 @@ class _Uplink:
         self.fd = conn.fileno()
         self.lock = threading.Lock()
         self.pid = os.getpid()
+        # The frame being written, and the bytes each write took (see `_write_rest`).
+        self.writing: tuple[list[memoryview], list[int]] = ([], [])
 
     def check_owner(self) -> None:
         """Refuse a process forked from the worker: its frames would interleave with the worker's."""
@@ -1336,13 +1402,23 @@ class _Uplink:
 
     def send(self, tag: int, index: int, payload: bytes) -> None:
         self.check_owner()
-        views = [memoryview(_HEAD.pack(len(payload), tag, index)), memoryview(payload)]
+        frame = [memoryview(_HEAD.pack(len(payload), tag, index)), memoryview(payload)]
+        held: list[bool] = []
         try:
-            with self.lock:
-                while views:
-                    views = _writev(self.fd, views)
+            _acquire(self.lock, held)
+            _write_rest(self.fd, *self.writing)  # a frame that an exception interrupted goes whole first
+            self.writing = (frame, [])
+            _write_rest(self.fd, *self.writing)
         except OSError as exc:
             raise _home_gone() from exc
+        finally:
+            if held:
+                self.lock.release()
+
+    def flush(self) -> None:
+        """Write the rest of a frame that an exception interrupted, if any (the worker is ending)."""
+        with contextlib.suppress(OSError), self.lock:
+            _write_rest(self.fd, *self.writing)
 
 
 class _Remote:
@@ -1409,6 +1485,7 @@ class _Remote:
 
     def close(self) -> None:
         self.release()
+        self.uplink.flush()
         self.down.close()
 
 
@@ -3084,6 +3161,22 @@ class _ProcessPool(_Pool):
 
 _HEADER = 8
 """Bytes of the length that starts a frame on a map pipe or a downlink (little-endian)."""
+
+
+def _write_rest(fd: int, views: list[memoryview], written: list[int], wait: bool = False) -> None:
+    """Write what is left of `views` after `written`, the bytes each earlier write took.
+
+    Each write's count goes into `written` inside C code (list.extend
+    calling os.writev through builtins.map), where no signal handler can run:
+    in the main thread, a handler runs just after a call returns, and an
+    exception it raises there would otherwise lose the count, and with it
+    where the frame stands in the pipe. With `wait`, wait until a
+    non-blocking `fd` takes more.
+    """
+    while rest := _skip(views, sum(written)):
+        if wait:
+            _wait_writable(fd)
+        written.extend(builtins.map(os.writev, (fd,), (rest,)))
 
 
 def _writev(fd: int, views: list[memoryview]) -> list[memoryview]:

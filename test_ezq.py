@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -1673,7 +1674,7 @@ def test_an_uplink_frame_can_carry_4_gib_and_more() -> None:
 
 
 class Alarm(BaseException):
-    """What the test's SIGALRM handler raises, as Ctrl-C raises KeyboardInterrupt (a BaseException)."""
+    """What the tests' signal handlers raise, as Ctrl-C raises KeyboardInterrupt (a BaseException)."""
 
 
 def check_blobs(q: ezq.Q[bytes], out: ezq.Q[int]) -> None:
@@ -1683,61 +1684,162 @@ def check_blobs(q: ezq.Q[bytes], out: ezq.Q[int]) -> None:
         out.put(msg.order)
 
 
-SENDING = {"_send", "send", "write", "_skip", "_pickle", "_pickle_with", "_writev", "_send_bytes"}
-"""The functions in which put writes a batch to a reader: ezq's (and `_writev`, which
-4.2.0 wrote with), and multiprocessing's `send_bytes` (4.1 wrote batches with it).
-
-Not where the queue takes the batch and its reader (`_Home`, under its lock): see
-the note on `_send`."""
+def in_ezq(frame: Any) -> bool:
+    return frame is not None and frame.f_code.co_filename == ezq.__file__
 
 
-def test_an_exception_inside_put_loses_no_reader_and_damages_no_message(start_method: str) -> None:
-    # Python runs a signal handler in the main thread just after a call into C
-    # returns, and a signal that arrives during a write is handled right after
-    # the write. So a handler's exception (Ctrl-C's KeyboardInterrupt, a SIGALRM
-    # timeout) may come after any such return in put. In turn, each of them in
-    # the sending of a batch gets a real SIGALRM, whose handler raises. Every
-    # message that put took must arrive, once and whole.
-    q: ezq.Q[bytes] = ezq.Q()
-    out: ezq.Q[int] = ezq.Q()
-    workers = [ezq.run(check_blobs, q, out) for _ in range(2)]
-    target, seen = 0, 0  # the return in this put to interrupt (from 1), and the returns so far
-    put: list[int] = []
+def interrupt_each_point(call: Callable[[int], object], count: int) -> tuple[list[int], int]:
+    """Call `call(0)` to `call(count - 1)`, each interrupted at another point.
+
+    Returns the numbers of the calls that returned, and how many raised.
+
+    Python runs a signal handler in the main thread at a function's start and
+    just after a call returns, and a signal that arrives during a write is
+    handled right after the write. So a handler's exception (Ctrl-C's
+    KeyboardInterrupt, a SIGALRM timeout) may come at any such point in ezq.
+    A profile hook counts them (the entries and returns of ezq's functions and
+    of what they call, and every return from C in ezq), and in turn, for each
+    count N, the Nth gets a real signal (SIGUSR1: pytest-timeout's hard limit
+    uses SIGALRM) whose handler raises. When a call has fewer, the count
+    starts again from 1.
+    """
+    target, seen = 0, 0  # the point in this call to interrupt (from 1), and the points so far
+    returned: list[int] = []
     interrupted = 0
 
-    def alarm(signum: int, frame: Any) -> None:
-        raise Alarm
-
-    def at_return(frame: Any, event: str, arg: Any) -> None:
+    def at_point(frame: Any, event: str, arg: Any) -> None:
         nonlocal seen
-        if event == "c_return" and frame.f_code.co_name in SENDING:
+        if (event == "c_return" and in_ezq(frame)) or (
+            event in ("call", "return") and (in_ezq(frame) or in_ezq(frame.f_back))
+        ):
             seen += 1
             if seen == target:
-                signal.raise_signal(signal.SIGALRM)  # its handler runs here, inside put
+                signal.raise_signal(signal.SIGUSR1)  # its handler runs here, inside ezq
 
-    previous = signal.signal(signal.SIGALRM, alarm)
-    try:
-        for order in range(600):
+    with raising_in_ezq(signal.SIGUSR1, also=at_point):
+        for number in range(count):
             target, seen = target + 1, 0
-            size = 300_000 if order % 3 == 0 else 1000  # a large one fills the pipe: the hub writes the rest
-            sys.setprofile(at_return)
+            sys.setprofile(at_point)
             try:
-                q.put(bytes([order % 256]) * size, order=order)
+                call(number)
                 sys.setprofile(None)
-                put.append(order)
+                returned.append(number)
             except Alarm:
                 interrupted += 1
             finally:
                 sys.setprofile(None)
-            if seen < target:  # this put had fewer: start again from its first
+            if seen < target:
                 target = 0
+    return returned, interrupted
+
+
+@contextlib.contextmanager
+def raising_in_ezq(signum: int, also: Callable[..., object] | None = None) -> Iterator[None]:
+    """Have a handler of `signum` raise `Alarm` in ezq's code (or in `also`), not elsewhere in the test's."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        if in_ezq(frame) or (also is not None and frame.f_code is also.__code__):
+            raise Alarm
+
+    previous = signal.signal(signum, interrupt)
+    try:
+        yield
     finally:
-        signal.signal(signal.SIGALRM, previous)
+        signal.signal(signum, previous)
+
+
+def put_while_interrupted(q: ezq.Q[bytes], count: int) -> list[int]:
+    """Put messages 0 to count-1, each interrupted at another point, then 50 of 1 MB with a signal
+    every millisecond (a write that a signal interrupts may have written part of its message).
+    Return the orders of the messages that put took."""
+
+    def put(order: int, size: int) -> None:
+        q.put(bytes([order % 256]) * size, order=order)
+
+    sizes = [300_000, 1000, 1000]  # a large one fills a pipe
+    took, interrupted = interrupt_each_point(lambda order: put(order, sizes[order % 3]), count)
+    assert interrupted > count // 2, "expected most puts to be interrupted"
+
+    def keep_signalling(main: int) -> None:
+        while not stop.wait(0.001):
+            signal.pthread_kill(main, signal.SIGUSR1)
+
+    stop = threading.Event()
+    signaller = threading.Thread(target=keep_signalling, args=(threading.get_ident(),))
+    with raising_in_ezq(signal.SIGUSR1):
+        signaller.start()
+        try:
+            for order in range(count, count + 50):
+                with contextlib.suppress(Alarm):
+                    put(order, 1 << 20)
+                    took.append(order)
+        finally:
+            stop.set()
+            signaller.join()
+    return took
+
+
+def test_an_exception_inside_put_loses_no_reader_and_damages_no_message(start_method: str) -> None:
+    # Each message goes down a pipe to a reader in a worker (the hub writes
+    # what a full pipe can't take). Every message that put took must arrive,
+    # once and whole; one that put raised on may arrive too.
+    q: ezq.Q[bytes] = ezq.Q()
+    out: ezq.Q[int] = ezq.Q()
+    workers = [ezq.run(check_blobs, q, out) for _ in range(2)]
+    q.put(b"", order=-1)
+    next(iter(out))  # a reader is waiting for the next message: puts hand it a batch
+    took = put_while_interrupted(q, 600)
     q.stop(workers, timeout=60)
     got = [msg.data for msg in out.end()]
-    assert interrupted > 50, "expected many puts to be interrupted"
     assert len(got) == len(set(got)), "expected no message twice"
-    assert set(put) <= set(got), "expected every message that put() took to arrive"
+    assert set(took) <= set(got), "expected every message that put() took to arrive"
+
+
+def put_interrupted_blobs(q: ezq.Q[bytes], took: ezq.Q[list[int]]) -> None:
+    took.put(put_while_interrupted(q, 400))
+
+
+def test_an_exception_inside_a_workers_put_damages_no_message(start_method: str) -> None:
+    # In a worker, put writes its message up a pipe that the worker's queues
+    # share: an interrupted write must not leave half a message in it.
+    q: ezq.Q[bytes] = ezq.Q()
+    took: ezq.Q[list[int]] = ezq.Q()
+    ezq.run(put_interrupted_blobs, q, took).join(timeout=60)
+    got = []
+    for msg in q.items():
+        assert msg.data == bytes([msg.order % 256]) * len(msg.data), "a message arrived damaged"
+        got.append(msg.order)
+    assert len(got) == len(set(got)), "expected no message twice"
+    [report] = took.items()
+    assert set(report.data) <= set(got), "expected every message that put() took to arrive"
+
+
+def test_an_exception_inside_get_leaves_the_queue_usable() -> None:
+    # A message that an interrupted get took may be lost, as with any queue,
+    # but none may come twice, and the queue's lock must not stay held (from
+    # 3.14 on, `with lock:` leaves it held if a handler raises just after it
+    # is taken), or the next put would wait forever.
+    q: ezq.Q[int] = ezq.Q()
+    put: list[int] = []
+    got: list[int] = []
+
+    reader = iter(q)
+
+    def put_then_get(number: int) -> None:
+        nonlocal reader
+        q.put(order=number)
+        put.append(number)
+        try:
+            got.append(next(reader).order)
+        except Alarm:
+            reader = iter(q)  # the exception ended that one
+            raise
+
+    _, interrupted = interrupt_each_point(put_then_get, 300)
+    got += [msg.order for msg in q.items()]
+    assert interrupted > 150, "expected most calls to be interrupted"
+    assert len(got) == len(set(got)), "expected no message twice"
+    assert len(set(put) - set(got)) <= interrupted, "expected no message lost but by an interrupted get"
 
 
 ## Timeouts ##
