@@ -798,8 +798,9 @@ def map(
 # b"\x80", so the two can't be confused).
 
 _HEAD = struct.Struct("<QBH")  # payload length (64 bits: any size), tag, queue index
-_PUT, _PUT_END, _DEMAND, _RETURN = range(4)  # uplink tags: a message, an end marker, "send me up
-# to n frames" (n as 4 bytes), frames a reader hands back (a pickled list)
+_PUT, _PUT_END, _DEMAND, _RETURN = range(4)  # uplink tags: a message, an end marker, "send me
+# batch number b, of up to n frames" (_ASK), frames a reader hands back (a pickled list)
+_ASK = struct.Struct("<QI")
 _END_TAG = b"E"
 
 _BATCH_BYTES = 1 << 20
@@ -817,8 +818,14 @@ _Frame = bytes | bytearray
 _Sends = list["_Channel"]
 """Channels whose readers were given a batch, to write once no lock is held (see `_send`)."""
 
-_Writing = tuple[list[_Frame], list[memoryview] | None, list[int]]
-"""The batch a reader was given, its frame (`None` until it is pickled), and the bytes each write took."""
+_Writing = tuple[list[_Frame], list[memoryview] | None, list[int], int]
+"""The batch a reader was given, its frame (`None` until it is pickled), the bytes each
+write took, and the batch's number (see `_Remote.inbox`)."""
+
+_Inbox = tuple[int, bytearray, bytearray | None, list[int], "collections.deque[_Frame] | None"]
+"""A reader's batch: its number, its frame's length and body as they are read (the
+body once the length is known), the bytes each read took, and its frames not read
+yet (`None` until the batch is all there)."""
 
 
 def _encode(data: Any, kind: str, order: int) -> bytes:
@@ -935,11 +942,25 @@ class _Home:
     def qsize(self) -> int:
         return len(self.frames)
 
-    def ask(self, channel: _Channel, n: int) -> _Sends:
-        """`channel`'s reader wants up to `n` frames."""
+    def ask(self, channel: _Channel, number: int, n: int) -> _Sends:
+        """`channel`'s reader wants its batch `number`, of up to `n` frames.
+
+        A reader that an exception interrupted as it asked asks again: a
+        request for a batch it was given already is dropped. With `n` 0, a
+        reader that stops reading takes back its request: it gets an empty
+        batch, unless it was given that batch already.
+        """
         with self.lock:
-            channel.demand = n
-            self.hungry.append(channel)
+            if channel.writing is not None and channel.writing[3] >= number:
+                return []
+            if n == 0:
+                if channel in self.hungry:
+                    self.hungry.remove(channel)
+                channel.writing = ([], None, [], number)
+                return [channel]
+            channel.demand, channel.wanted = n, number
+            if channel not in self.hungry:
+                self.hungry.append(channel)
             return self._dispatch()
 
     def give_back(self, frames: list[_Frame]) -> _Sends:
@@ -956,22 +977,23 @@ class _Home:
         """Give a batch to each waiting reader (call with the lock held).
 
         No exception can lose a frame here (see `recover`): the batch is
-        its reader's (`channel.writing`) before the first frame goes in, and
-        each frame moves in one step, inside C code, where no signal handler
-        runs. The reader leaves `hungry` last.
+        its reader's (`channel.writing`) before the frames go in, and they
+        move in one step, inside C code, where no signal handler runs. The
+        reader leaves `hungry` last.
         """
         sends: _Sends = []
         frames = self.frames
         while frames and self.hungry:
             channel = self.hungry[0]
             batch: list[_Frame] = []
-            channel.writing = (batch, None, [])
-            size = 0
-            while frames and len(batch) < channel.demand and size < _BATCH_BYTES:
-                batch.extend(builtins.map(collections.deque.popleft, (frames,)))
-                size += len(batch[-1])
-                if batch[-1][:1] == _END_TAG:
-                    break  # one end marker per batch: each reader stops at its own
+            channel.writing = (batch, None, [], channel.wanted)
+            take = size = 0
+            for frame in frames:
+                take += 1
+                size += len(frame)
+                if take == channel.demand or size >= _BATCH_BYTES or frame[:1] == _END_TAG:
+                    break  # (one end marker per batch: each reader stops at its own)
+            batch.extend(builtins.map(collections.deque.popleft, itertools.repeat(frames, take)))
             self.hungry.popleft()
             sends.append(channel)
         return sends
@@ -1056,6 +1078,7 @@ class _Channel:
         os.set_blocking(self.fd, False)
         self.write_lock = threading.Lock()
         self.demand = 0
+        self.wanted = 0  # the number of the batch its reader asked for
         # The batch being written, its frame, and how many bytes of it each
         # write took: one attribute, so that it changes in one step.
         self.writing: _Writing | None = None
@@ -1067,7 +1090,7 @@ class _Channel:
         if tag == _PUT_END:
             return self.home.append(_END_TAG + payload)
         if tag == _DEMAND:
-            return self.home.ask(self, int.from_bytes(payload, "little"))
+            return self.home.ask(self, *_ASK.unpack(payload))
         return self.home.give_back(pickle.loads(payload))
 
     def send(self) -> list[memoryview] | None:
@@ -1099,10 +1122,10 @@ class _Channel:
             return None  # and its fd number may be another file's by now
         if self.writing is None:
             return []
-        batch, views, written = self.writing
+        batch, views, written, number = self.writing
         if views is None:
             views = _frame_views(_pickle(batch, False))
-            self.writing = (batch, views, written)
+            self.writing = (batch, views, written, number)
         try:
             _write_rest(self.fd, views, written, block)
         except BlockingIOError:
@@ -1430,7 +1453,10 @@ class _Remote:
         self.down = down
         self.shared_size = shared_size
         self.read_lock = threading.Lock()
-        self.buffer: collections.deque[_Frame] = collections.deque()
+        # One attribute, so that it changes in one step: an exception (a signal
+        # handler's) that interrupts a read leaves what it read where the next
+        # get goes on from. Batch 0 is the one we never asked for.
+        self.inbox: _Inbox = (0, bytearray(), None, [], collections.deque())
         self.batch = 1  # frames to ask for next time
         self.received = 0.0  # when the last batch arrived
 
@@ -1439,13 +1465,44 @@ class _Remote:
 
     def get(self) -> Msg[Any]:
         self.uplink.check_owner()
-        with self.read_lock:
-            if not self.buffer:
-                self._refill()
-            frame = self.buffer.popleft()
+        held: list[bool] = []
+        try:
+            _acquire(self.read_lock, held)
+            frames = self.inbox[4]
+            while not frames:
+                frames = self._frames()
+            frame = frames.popleft()
+        finally:
+            if held:
+                self.read_lock.release()
         return _decode(frame)
 
-    def _refill(self) -> None:
+    def _frames(self, ask: bool = True) -> collections.deque[_Frame]:
+        """The next batch's frames, once this one's are all read (call with read_lock held).
+
+        With `ask` false, the batch being read was asked for already.
+        """
+        number, head, body, counts, frames = self.inbox
+        if frames is not None:  # all read: the next one
+            number, head, body, counts = number + 1, bytearray(_HEADER), None, []
+            self.inbox = (number, head, body, counts, None)
+        if ask and not counts:  # ask (again, if an exception stopped us: the home drops what it answered)
+            self.uplink.send(_DEMAND, self.index, _ASK.pack(number, self._batch_size()))
+        fd = self.down.fileno()
+        try:
+            _read_rest(fd, head, counts)
+            if body is None:
+                body = bytearray(int.from_bytes(head, "little"))
+                self.inbox = (number, head, body, counts, None)
+            _read_rest(fd, body, counts, len(head))
+        except (EOFError, OSError) as exc:
+            raise _home_gone() from exc
+        frames = collections.deque(pickle.loads(body))
+        self.inbox = (number, head, body, counts, frames)
+        self.received = time.perf_counter()
+        return frames
+
+    def _batch_size(self) -> int:
         # Ask for more while a batch is consumed quickly, for fewer round
         # trips; ask for one at a time when each message takes long, so
         # that other readers get a fair share of slow work.
@@ -1454,13 +1511,7 @@ class _Remote:
             self.batch = min(_BATCH_MAX, self.batch * 2)
         else:
             self.batch = max(1, int(self.batch * _BATCH_SECONDS / took))
-        self.uplink.send(_DEMAND, self.index, self.batch.to_bytes(4, "little"))
-        try:
-            batch = pickle.loads(_read_frame(self.down.fileno()))
-        except (EOFError, OSError) as exc:
-            raise _home_gone() from exc
-        self.buffer.extend(batch)
-        self.received = time.perf_counter()
+        return self.batch
 
     def release(self) -> None:
         """Hand frames we fetched but nobody read back to the home."""
@@ -1470,9 +1521,13 @@ class _Remote:
         if not self.read_lock.acquire(blocking=False):
             return
         try:
-            if self.buffer:
-                frames = list(self.buffer)
-                self.buffer.clear()
+            if self.inbox[4] is None:  # a get that an exception stopped may have asked for a batch
+                with contextlib.suppress(RuntimeError):  # the home is gone
+                    self.uplink.send(_DEMAND, self.index, _ASK.pack(self.inbox[0], 0))  # "none after all"
+                    self._frames(ask=False)  # that batch, or an empty one: the home answers each request once
+            if left := self.inbox[4]:
+                frames = list(left)
+                left.clear()
                 try:
                     self.uplink.send(_RETURN, self.index, pickle.dumps(frames, protocol=5))
                 except RuntimeError:  # the home is gone: nobody left to give them to
@@ -1481,7 +1536,7 @@ class _Remote:
             self.read_lock.release()
 
     def qsize(self) -> int:
-        return self.shared_size.value + len(self.buffer)
+        return self.shared_size.value + len(self.inbox[4] or ())
 
     def close(self) -> None:
         self.release()
@@ -3179,6 +3234,19 @@ def _write_rest(fd: int, views: list[memoryview], written: list[int], wait: bool
         written.extend(builtins.map(os.writev, (fd,), (rest,)))
 
 
+def _read_rest(fd: int, buffer: bytearray, counts: list[int], before: int = 0) -> None:
+    """Fill what is left of `buffer`, from a blocking `fd`.
+
+    `counts` holds the bytes each earlier read took, `before` of them into
+    earlier buffers; each read's count goes into it inside C code (see `_write_rest`).
+    """
+    view = memoryview(buffer)
+    while (got := sum(counts) - before) < len(buffer):
+        counts.extend(builtins.map(os.readv, (fd,), ([view[got:]],)))
+        if not counts[-1]:
+            raise EOFError("the other end closed the pipe")
+
+
 def _writev(fd: int, views: list[memoryview]) -> list[memoryview]:
     """Write as much of `views` as `fd` takes in one call; return what is left."""
     return _skip(views, os.writev(fd, views))
@@ -3215,13 +3283,7 @@ def _read_frame(fd: int) -> bytearray:
 
 def _read_exactly(fd: int, size: int) -> bytearray:
     data = bytearray(size)
-    view = memoryview(data)
-    got = 0
-    while got < size:
-        count = os.readv(fd, [view[got:]])
-        if not count:
-            raise EOFError("the other end closed the pipe")
-        got += count
+    _read_rest(fd, data, [])
     return data
 
 
