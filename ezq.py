@@ -978,7 +978,8 @@ class _Home:
 
         No exception can lose a frame here (see `recover`): the batch is
         its reader's (`channel.writing`) before the frames go in, and they
-        move in one step, inside C code, where no signal handler runs. The
+        move in one step, inside C code (list.extend calling popleft through
+        itertools.starmap), where no signal handler runs. The
         reader leaves `hungry` last.
         """
         sends: _Sends = []
@@ -993,7 +994,7 @@ class _Home:
                 size += len(frame)
                 if take == channel.demand or size >= _BATCH_BYTES or frame[:1] == _END_TAG:
                     break  # (one end marker per batch: each reader stops at its own)
-            batch.extend(builtins.map(collections.deque.popleft, itertools.repeat(frames, take)))
+            batch.extend(itertools.starmap(frames.popleft, itertools.repeat((), take)))
             self.hungry.popleft()
             sends.append(channel)
         return sends
@@ -1317,7 +1318,7 @@ class _Hub:
 
     def _answer(self, sends: _Sends) -> list[threading.Event]:
         """Do the reading that `flush` and `retire` asked for (call with the lock held)."""
-        answered = []
+        answered: list[threading.Event] = []
         while self.asked:
             asked, done = self.asked.popleft()
             for link in list(self.links.values()) if asked is None else [asked]:
