@@ -1347,6 +1347,13 @@ class _Hub:
                         poller.register(fd, select.POLLIN)
                     self.changed = False
             events = poller.poll()
+            if any(fd == self.wake_r for fd, _ in events):
+                # Before looking at what was asked: a request made after this
+                # read leaves its wake-up for the next poll. Read after, it
+                # could take that wake-up with it, and the request would wait
+                # for some worker to wake us.
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self.wake_r, 4096)
             sends: _Sends = []
             with self.lock:
                 answered = self._answer(sends)
@@ -1356,10 +1363,7 @@ class _Hub:
                 for fd, _ in events:
                     if self.changed:
                         break
-                    if fd == self.wake_r:
-                        with contextlib.suppress(BlockingIOError):
-                            os.read(self.wake_r, 4096)
-                    elif fd in self.links:
+                    if fd in self.links:
                         link = self.links[fd]
                         if link.read_available(sends):
                             self._remove(link, sends)

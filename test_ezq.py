@@ -337,17 +337,23 @@ def run_example(example: Example, method: str, folder: Path) -> subprocess.Compl
         code = f"import multiprocessing; multiprocessing.set_start_method({method!r}, force=True); {code}"
     script = folder / "example.py"
     script.write_text(code)
-    env = dict(os.environ, PYTHONPATH=str(HERE))
     args = [sys.executable, str(script)]
-    if not example.ctrl_c:
-        return subprocess.run(args, capture_output=True, text=True, timeout=60, cwd=folder, env=env)
     with start_in_own_group(args, folder) as child:
         try:
-            assert child.stdout is not None
-            first = child.stdout.readline()
-            time.sleep(2)  # the workers start and get busy
-            os.killpg(child.pid, signal.SIGINT)  # as a terminal does
-            stdout, stderr = child.communicate(timeout=30)
+            first = ""
+            if example.ctrl_c:
+                assert child.stdout is not None
+                first = child.stdout.readline()
+                time.sleep(2)  # the workers start and get busy
+                os.killpg(child.pid, signal.SIGINT)  # as a terminal does
+            stdout, stderr = child.communicate(timeout=40)  # less than the test's limit
+        except subprocess.TimeoutExpired:
+            # Say where it hung: faulthandler (on in the example and its
+            # workers) prints every thread's stack on SIGABRT.
+            os.killpg(child.pid, signal.SIGABRT)
+            time.sleep(1)
+            os.killpg(child.pid, signal.SIGKILL)
+            pytest.fail(f"the example hung; where each of its processes was:\n{child.communicate()[1]}")
         finally:  # whatever happened, nothing of the example outlives the test
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.pid, signal.SIGKILL)
@@ -1286,6 +1292,11 @@ def spin_worker(q):
 def idle_worker(q):
     for msg in q:
         pass
+
+def ready_worker(ready, q, *others):
+    ready.put("ready")
+    for msg in q:
+        pass
 """
 
 CTRL_C_SCRIPTS = {
@@ -1324,7 +1335,7 @@ def run_script(body: str, method: str, folder: Path) -> subprocess.Popen[str]:
 
 def start_in_own_group(args: list[str], folder: Path) -> subprocess.Popen[str]:
     """Start a program in its own process group (as a terminal does), with ezq.py importable."""
-    env = dict(os.environ, PYTHONPATH=str(HERE))
+    env = dict(os.environ, PYTHONPATH=str(HERE), PYTHONFAULTHANDLER="1")  # see run_example
     return subprocess.Popen(
         args,
         stdout=subprocess.PIPE,
@@ -1510,6 +1521,42 @@ def test_a_plain_forked_child_does_not_take_the_workers_with_it(start_method: st
     with script(FORKED_CHILD, start_method, tmp_path) as child:
         stdout, stderr = child.communicate(timeout=30)
         assert (stdout, stderr) == ("True\nstopped\n", ""), "expected the worker to outlive the child"
+
+
+LATE_REQUEST = """\
+import threading
+pause = []  # seconds the hub waits, once, after it takes a request
+
+def pause_after_answering(frame, event, arg):
+    # In the hub thread, when it has taken a request (q.end() first has it
+    # read what workers wrote), and before it goes on.
+    if event == "return" and frame.f_code.co_name == "_answer" and arg and pause:
+        time.sleep(pause.pop())
+
+threading.setprofile(pause_after_answering)  # threads started from now on: the hub too
+q, go, ready = ezq.Q(), ezq.Q(), ezq.Q()
+worker = ezq.run(ready_worker, ready, go, q)
+next(iter(ready))
+time.sleep(0.3)  # it waits on go, and has nothing more to say to the hub
+pause.append(0.5)
+first = threading.Thread(target=q.end)
+first.start()
+time.sleep(0.2)  # the hub has taken the first request, and waits
+second = threading.Thread(target=q.end)
+second.start()
+second.join(10)
+print("paused" if not pause else "not paused", "answered" if not second.is_alive() else "not answered")
+go.end()
+worker.join()
+"""
+
+
+def test_a_request_to_the_hub_while_it_answers_another_is_answered(start_method: str, tmp_path: Path) -> None:
+    # The hub thread must not take the second request's wake-up with the
+    # first's: then it would sleep until some worker wrote or exited.
+    with script(LATE_REQUEST, start_method, tmp_path) as child:
+        stdout, stderr = child.communicate(timeout=30)
+        assert (stdout, stderr) == ("paused answered\n", "")
 
 
 def test_a_process_forked_from_a_worker_cannot_use_its_queues(start_method: str) -> None:
