@@ -1168,23 +1168,34 @@ class _Link:
         self.large: tuple[int, int, bytearray, int] | None = None  # tag, index, payload, bytes read
 
     def read_available(self, sends: _Sends) -> bool:
-        """Handle every frame that has arrived; `True` once the worker closed its end."""
+        """Handle every frame that has arrived; `True` once the worker closed its end.
+
+        A read that leaves room in its buffer has emptied the pipe: we stop
+        there rather than read again to be told so. That read would give up
+        the GIL, often to the reader we just handed a message, and wait to
+        get it back, for a round trip of every message a worker sends.
+        """
         while True:
             try:
                 if self.large is not None:
                     tag, index, payload, got = self.large
-                    count = os.readv(self.fd, [memoryview(payload)[got:]])
+                    view = memoryview(payload)[got:]
+                    count = os.readv(self.fd, [view])
                     if count:
                         got += count
                         self.large = None if got == len(payload) else (tag, index, payload, got)
                         if self.large is None:
                             sends += self.channels[index].on_frame(tag, payload)
+                        elif count < len(view):
+                            return False
                         continue
                 else:
                     count = os.readv(self.fd, [_SCRATCH])
                     if count:
                         self.buffer += _SCRATCH[:count]
                         self._parse(sends)
+                        if count < len(_SCRATCH):
+                            return False
                         continue
             except BlockingIOError:
                 return False
