@@ -549,22 +549,25 @@ class Worker:
     def _signal(self, how: Literal["terminate", "kill"]) -> None:
         if self._process is None:
             raise TypeError(f"worker {self.name!r} is a thread: Python can't stop a thread from outside")
-        with self._lock:
-            if not self._done:  # else its pid may be another process's by now
-                getattr(self._process, how)()
+        _under(self._lock, self._signal_locked, self._process, how)
+
+    def _signal_locked(self, process: _Process, how: Literal["terminate", "kill"]) -> None:
+        if not self._done:  # else its pid may be another process's by now
+            getattr(process, how)()
 
     def _waitables(self) -> list[int]:
         """File descriptors that become readable when this worker has news."""
-        with self._lock:  # not while another thread closes the handle
-            if self._done or self._handle is None:
-                return []
-            handle = [] if self._reported else [self._handle.fileno()]
-            return handle + ([self._process.sentinel] if self._process else [])
+        return _under(self._lock, self._waitables_locked)  # not while another thread closes the handle
+
+    def _waitables_locked(self) -> list[int]:
+        if self._done or self._handle is None:
+            return []
+        handle = [] if self._reported else [self._handle.fileno()]
+        return handle + ([self._process.sentinel] if self._process else [])
 
     def _collect(self) -> None:
         """Read what the worker has reported; mark it done if it has finished."""
-        with self._lock:
-            self._collect_locked()
+        _under(self._lock, self._collect_locked)
 
     def _collect_locked(self) -> None:
         handle = self._handle
@@ -891,10 +894,12 @@ class _Home:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.forked = False  # set in a forked child: this copy is not the home
-        self.lock = threading.Lock()
-        self.ready = threading.Condition(self.lock)
+        # An RLock, as it knows which thread holds it: Condition.wait releases
+        # and retakes it in Python code, so an exception (a signal handler's)
+        # raised in a wait may leave it either way (see `get`).
+        self.lock = threading.RLock()
+        self.ready = threading.Condition(self.lock)  # notified when frames come
         self.frames: collections.deque[_Frame] = collections.deque()
-        self.local_waiters = 0
         self.hungry: collections.deque[_Channel] = collections.deque()
         self.channels: list[_Channel] = []
         self.shared_size: _SharedInts | None = None  # kept at len(frames), for qsize() in workers
@@ -927,36 +932,38 @@ class _Home:
             raise
 
     def append(self, frame: _Frame) -> _Sends:
-        held: list[bool] = []
         try:
-            _acquire(self.lock, held)
+            self.lock.acquire()  # (not `with`: see _acquire)
             self.frames.append(frame)
             sends = self._dispatch()
-            if self.local_waiters and self.frames:
+            if self.frames:
                 self.ready.notify()
             self._resized()
         finally:
-            if held:
+            try:
                 self.lock.release()
+            except RuntimeError:
+                pass  # not held: an exception came before it was taken
         return sends
 
     def get(self) -> Msg[Any]:
         self._check_home()
-        held: list[bool] = []
         try:
-            _acquire(self.lock, held)  # a Ctrl-C must not leave it held: the hub needs it
+            self.lock.acquire()
             while not self.frames:
                 _check_hub()
-                self.local_waiters += 1
-                try:
-                    self.ready.wait(_TICK)
-                finally:
-                    self.local_waiters -= 1
+                self.ready.wait(_TICK)
             frame = self.frames.popleft()
             self._resized()
         finally:
-            if held:
+            # A Ctrl-C must not leave the lock held (the hub needs it), nor
+            # release it twice, nor release it while the hub holds it. A
+            # release by a thread that does not hold an RLock raises instead.
+            # (One call: a test and a release could be split by an exception.)
+            try:
                 self.lock.release()
+            except RuntimeError:
+                pass  # not held: an exception came before it was taken, or in the wait
         return _decode(frame)
 
     def release(self) -> None:
@@ -991,8 +998,7 @@ class _Home:
         with self.lock:
             self.frames.extendleft(reversed(frames))
             sends = self._dispatch()
-            if self.local_waiters:
-                self.ready.notify_all()
+            self.ready.notify_all()
             self._resized()
         return sends
 
@@ -1037,7 +1043,7 @@ class _Home:
                     else:
                         channel.writing = None
             self._dispatch()
-            if self.local_waiters and self.frames:
+            if self.frames:
                 self.ready.notify_all()
             self._resized()
             return [channel for channel in self.channels if channel.unfinished()]
@@ -1054,17 +1060,18 @@ class _Home:
             self.shared_size.value = len(self.frames)
         down_r, down_w = multiprocessing.Pipe(duplex=False)
         channel = _Channel(self, down_w)
-        with self.lock:
-            self.channels.append(channel)
+        _under(self.lock, self.channels.append, channel)
         return channel, (down_r, self.shared_size)
 
     def drop(self, channel: _Channel) -> None:
         """Forget a channel whose worker has gone."""
-        with self.lock:
-            if channel in self.hungry:
-                self.hungry.remove(channel)
-            if channel in self.channels:
-                self.channels.remove(channel)
+        _under(self.lock, self._drop, channel)
+
+    def _drop(self, channel: _Channel) -> None:
+        if channel in self.hungry:
+            self.hungry.remove(channel)
+        if channel in self.channels:
+            self.channels.remove(channel)
 
 
 def _send(sends: _Sends) -> None:
@@ -1081,15 +1088,27 @@ def _send(sends: _Sends) -> None:
             _hub().finish([channel])
 
 
-def _acquire(lock: threading.Lock, held: list[bool]) -> None:
+def _acquire(lock: threading.Lock | _thread.RLock, held: list[bool]) -> None:
     """Take `lock` and note it in `held`, in one step that no exception can split.
 
-    Not `with lock:` where an exception must not leak the lock: from 3.14 on,
-    a signal handler may run just after `with` acquires, before its block is
-    entered, and its exception then leaves the lock held. Here the lock is
-    taken inside C code (list.extend calling acquire through builtins.map).
+    Not `with lock:` where an exception must not leak the lock (in the
+    caller's threads, where signal handlers run): from 3.14 on, a handler may
+    run just after `with` acquires, before its block is entered, and its
+    exception then leaves the lock held. Here the lock is taken inside C code
+    (list.extend calling acquire through itertools.starmap).
     """
-    held.extend(builtins.map(_thread.LockType.acquire, (lock,)))
+    held.extend(itertools.starmap(lock.acquire, [()]))
+
+
+def _under(lock: threading.Lock | _thread.RLock, call: Callable[..., R], *args: Any) -> R:
+    """`call(*args)` with `lock` held, which no exception leaves held (see `_acquire`)."""
+    held: list[bool] = []
+    try:
+        _acquire(lock, held)
+        return call(*args)
+    finally:
+        if held:
+            lock.release()
 
 
 class _Channel:
@@ -1166,9 +1185,11 @@ class _Channel:
 
     def close(self) -> list[_Frame]:
         """Close the downlink; return the reader's batch if it never had it all."""
-        with self.write_lock:
-            self.down.close()
-            return self.take_back()
+        return _under(self.write_lock, self._close)
+
+    def _close(self) -> list[_Frame]:
+        self.down.close()
+        return self.take_back()
 
 
 class _Link:
@@ -1295,15 +1316,19 @@ class _Hub:
         # Channels whose batch (or what is left of it) the hub thread writes: see _send.
         self.outbox: collections.deque[_Channel] = collections.deque()
         self.interrupted: collections.deque[_Home] = collections.deque()  # see _Home.put
-        self.asked: collections.deque[tuple[_Link | None, threading.Event]] = collections.deque()  # see _ask
-        threading.Thread(target=self._run, name="ezq-hub", daemon=True).start()
+        self.asked: collections.deque[tuple[_Link | None, threading.Lock]] = collections.deque()  # see _ask
+        # A bare thread: threading.Thread.start() waits on an Event, whose wait
+        # an exception (Ctrl-C) can leave with its lock released twice.
+        _thread.start_new_thread(self._run, ())
 
     def add(self, link: _Link) -> None:
-        with self.lock:
-            self.links[link.fd] = link
-            self.dying[link.process.sentinel] = link
-            self.changed = True
+        _under(self.lock, self._add, link)
         self._wake()  # poll the new uplink too
+
+    def _add(self, link: _Link) -> None:
+        self.links[link.fd] = link
+        self.dying[link.process.sentinel] = link
+        self.changed = True
 
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError):  # else a wake-up is pending already
@@ -1344,15 +1369,19 @@ class _Hub:
     def _ask(self, link: _Link | None) -> None:
         # Only the hub reads uplinks: in another thread, an exception (Ctrl-C)
         # between a read and its parse would lose bytes of the stream for good.
-        done = threading.Event()
+        # The hub releases `done` when it has answered. A lock, not an Event:
+        # its wait is one call into C, while Event.wait releases and retakes
+        # a lock in Python code, where a Ctrl-C may have it released twice.
+        done = threading.Lock()
+        done.acquire()
         self.asked.append((link, done))
         self._wake()
-        while not done.wait(_TICK):
+        while not done.acquire(timeout=_TICK):
             _check_hub()
 
-    def _answer(self, sends: _Sends) -> list[threading.Event]:
+    def _answer(self, sends: _Sends) -> list[threading.Lock]:
         """Do the reading that `flush` and `retire` asked for (call with the lock held)."""
-        answered: list[threading.Event] = []
+        answered: list[threading.Lock] = []
         while self.asked:
             asked, done = self.asked.popleft()
             for link in list(self.links.values()) if asked is None else [asked]:
@@ -1407,7 +1436,7 @@ class _Hub:
                         self._remove(link, sends)
             _send(sends)
             for done in answered:
-                done.set()
+                done.release()
             self._write_outbox()
 
     def _remove(self, link: _Link, sends: _Sends) -> None:
@@ -1437,10 +1466,14 @@ def _retire(link: _Link | None) -> None:
 
 
 def _hub() -> _Hub:
-    with _HUB_LOCK:
-        if _state.hub is None:
-            _state.hub = _Hub()
-        return _state.hub
+    hub = _state.hub
+    return _under(_HUB_LOCK, _start_hub) if hub is None else hub
+
+
+def _start_hub() -> _Hub:
+    if _state.hub is None:  # (another thread may have started it as we waited)
+        _state.hub = _Hub()
+    return _state.hub
 
 
 class _Uplink:
@@ -1479,8 +1512,11 @@ class _Uplink:
 
     def flush(self) -> None:
         """Write the rest of a frame that an exception interrupted, if any (the worker is ending)."""
-        with contextlib.suppress(OSError), self.lock:
-            _write_rest(self.fd, *self.writing)
+        with contextlib.suppress(OSError):
+            _under(self.lock, self._write_rest)
+
+    def _write_rest(self) -> None:
+        _write_rest(self.fd, *self.writing)
 
 
 class _Remote:
@@ -1839,26 +1875,31 @@ class _Payload:
         channels: list[_Channel] = []
         downs: list[tuple[Connection, Any]] = []
         up_r = up_w = None
-        with _START_LOCK:  # so no other worker inherits this one's pipe ends under fork
-            try:
-                if self.homes:
-                    up_r, up_w = multiprocessing.Pipe(duplex=False)
-                    for home in self.homes:  # a queue's index on the uplink is its place here
-                        channel, down = home.open_channel()
-                        channels.append(channel)
-                        downs.append(down)
-                process = _start_process(target, (self.data, (up_w, downs), _lifeline(), *args), name)
-            except BaseException:
-                for channel in channels:
-                    channel.home.drop(channel)
-                    channel.close()
-                if up_r is not None:
-                    up_r.close()
-                raise
-            finally:  # the child has its copies of these now
+        held: list[bool] = []
+        try:
+            _acquire(_START_LOCK, held)  # so no other worker inherits this one's pipe ends under fork
+            if self.homes:
+                up_r, up_w = multiprocessing.Pipe(duplex=False)
+                for home in self.homes:  # a queue's index on the uplink is its place here
+                    channel, down = home.open_channel()
+                    channels.append(channel)
+                    downs.append(down)
+            process = _start_process(target, (self.data, (up_w, downs), _lifeline(), *args), name)
+        except BaseException:
+            for channel in channels:
+                channel.home.drop(channel)
+                channel.close()
+            if up_r is not None:
+                up_r.close()
+            raise
+        finally:
+            try:  # the child has its copies of these now
                 for conn in [up_w, *(down for down, _ in downs), *args]:
                     if isinstance(conn, Connection):
                         conn.close()
+            finally:
+                if held:
+                    _START_LOCK.release()
         link = None
         if up_r is not None:
             link = _Link(process, up_r, channels)

@@ -1379,7 +1379,7 @@ def test_one_ctrl_c_ends_the_program_promptly(where: str, start_method: str, tmp
         os.killpg(child.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
         _, stderr = child.communicate(timeout=30)
         assert time.monotonic() - start < 5, "expected the program to end promptly"
-        assert child.returncode == -signal.SIGINT
+        assert child.returncode == -signal.SIGINT, stderr
         assert stderr.count("Traceback") == 1 and stderr.rstrip().endswith("KeyboardInterrupt"), stderr
         assert_group_ends(child.pid)
 
@@ -1533,7 +1533,11 @@ def pause_after_answering(frame, event, arg):
     if event == "return" and frame.f_code.co_name == "_answer" and arg and pause:
         time.sleep(pause.pop())
 
-threading.setprofile(pause_after_answering)  # threads started from now on: the hub too
+hub_run = ezq._Hub._run
+def paused_hub_run(hub):  # the hub thread's body, profiled
+    sys.setprofile(pause_after_answering)
+    hub_run(hub)
+ezq._Hub._run = paused_hub_run
 q, go, ready = ezq.Q(), ezq.Q(), ezq.Q()
 worker = ezq.run(ready_worker, ready, go, q)
 next(iter(ready))
@@ -1732,10 +1736,23 @@ def check_blobs(q: ezq.Q[bytes], out: ezq.Q[int]) -> None:
 
 
 def in_ezq(frame: Any) -> bool:
-    return frame is not None and frame.f_code.co_filename == ezq.__file__
+    """Whether `frame` runs where ezq answers for what an exception leaves behind:
+    in ezq's code, in a function that it calls, or in threading's code under it
+    (whose waits release and retake ezq's locks); not in the tests' own code
+    that ezq calls (a worker's task), nor deep in other libraries."""
+    callee = True  # the frame itself may be any function's
+    while frame is not None:
+        file = frame.f_code.co_filename
+        if file == ezq.__file__:
+            return True
+        if file == __file__ or not (callee or file == threading.__file__):
+            return False
+        callee = False
+        frame = frame.f_back
+    return False
 
 
-def interrupt_each_point(call: Callable[[int], object], count: int) -> tuple[list[int], int]:
+def interrupt_each_point(call: Callable[[int], object], count: int, step: int = 1) -> tuple[list[int], int]:
     """Call `call(0)` to `call(count - 1)`, each interrupted at another point.
 
     Returns the numbers of the calls that returned, and how many raised.
@@ -1744,28 +1761,29 @@ def interrupt_each_point(call: Callable[[int], object], count: int) -> tuple[lis
     just after a call returns, and a signal that arrives during a write is
     handled right after the write. So a handler's exception (Ctrl-C's
     KeyboardInterrupt, a SIGALRM timeout) may come at any such point in ezq.
-    A profile hook counts them (the entries and returns of ezq's functions and
-    of what they call, and every return from C in ezq), and in turn, for each
+    A profile hook counts them (the entries and returns of functions, and the
+    returns from C, inside a call to ezq: in ezq's code, or in what it calls,
+    such as threading's Condition.wait), and in turn, for each
     count N, the Nth gets a real signal (SIGUSR1: pytest-timeout's hard limit
     uses SIGALRM) whose handler raises. When a call has fewer, the count
-    starts again from 1.
+    starts again from 1. With `step`, N goes 1, 1 + step, 1 + 2 * step...,
+    then 2, 2 + step... (for a call with more points than calls to spare).
     """
-    target, seen = 0, 0  # the point in this call to interrupt (from 1), and the points so far
+    first = 1  # the first point of this pass
+    target, seen = first - step, 0  # the point in this call to interrupt (from 1), and the points so far
     returned: list[int] = []
     interrupted = 0
 
     def at_point(frame: Any, event: str, arg: Any) -> None:
         nonlocal seen
-        if (event == "c_return" and in_ezq(frame)) or (
-            event in ("call", "return") and (in_ezq(frame) or in_ezq(frame.f_back))
-        ):
+        if event in ("call", "return", "c_return") and in_ezq(frame):
             seen += 1
             if seen == target:
                 signal.raise_signal(signal.SIGUSR1)  # its handler runs here, inside ezq
 
     with raising_in_ezq(signal.SIGUSR1, also=at_point):
         for number in range(count):
-            target, seen = target + 1, 0
+            target, seen = target + step, 0
             sys.setprofile(at_point)
             try:
                 call(number)
@@ -1776,13 +1794,14 @@ def interrupt_each_point(call: Callable[[int], object], count: int) -> tuple[lis
             finally:
                 sys.setprofile(None)
             if seen < target:
-                target = 0
+                first = first % step + 1
+                target = first - step
     return returned, interrupted
 
 
 @contextlib.contextmanager
 def raising_in_ezq(signum: int, also: Callable[..., object] | None = None) -> Iterator[None]:
-    """Have a handler of `signum` raise `Alarm` in ezq's code (or in `also`), not elsewhere in the test's."""
+    """Have a handler of `signum` raise `Alarm` inside a call to ezq (or in `also`), nowhere else."""
 
     def interrupt(signum: int, frame: Any) -> None:
         if in_ezq(frame) or (also is not None and frame.f_code is also.__code__):
@@ -1887,6 +1906,72 @@ def test_an_exception_inside_get_leaves_the_queue_usable() -> None:
     assert interrupted > 150, "expected most calls to be interrupted"
     assert len(got) == len(set(got)), "expected no message twice"
     assert len(set(put) - set(got)) <= interrupted, "expected no message lost but by an interrupted get"
+
+
+def test_an_exception_inside_a_waiting_get_leaves_the_queue_usable() -> None:
+    # A get that waits for a message in the queue's own process waits on a
+    # threading.Condition, which releases and retakes the queue's lock in
+    # Python code. An exception there must neither leave the lock held nor
+    # release it again ("release unlocked lock", chained to the Ctrl-C, or
+    # taking the lock from the thread that holds it). Each get has a queue
+    # of its own, empty until a thread puts a message once the get waits.
+    count = 200
+    queues: list[ezq.Q[int]] = [ezq.Q() for _ in range(count)]
+    got: list[int] = []
+    readers: list[Iterator[ezq.Msg[int]]] = []  # closed after the test, not inside a get
+
+    def get(number: int) -> None:
+        q = queues[number]
+        threading.Timer(0.002, lambda: q.put(order=number)).start()
+        readers.append(iter(q))
+        got.append(next(readers[-1]).order)
+
+    _, interrupted = interrupt_each_point(get, count)
+    readers.clear()
+    time.sleep(0.1)  # the last timer's put
+    for q in queues:  # the messages that interrupted gets left
+        got += [msg.order for msg in q.end().items()]
+    assert interrupted > count // 2, "expected most calls to be interrupted"
+    assert len(got) == len(set(got)), "expected no message twice"
+    assert count - len(got) <= interrupted, "expected no message lost but by an interrupted get"
+
+
+def test_an_exception_inside_end_leaves_the_queue_usable(start_method: str) -> None:
+    # Before an end marker, the queue waits for the hub to read what workers
+    # wrote: an exception in that wait must leave the lock it waits on whole.
+    control: ezq.Q[int] = ezq.Q()
+    q: ezq.Q[int] = ezq.Q()
+    worker = ezq.run(sum_worker, control, q)  # it could read q, but does not
+    count = 100
+    ended, interrupted = interrupt_each_point(lambda _: q.end(), count)
+    assert interrupted > count // 2, "expected most calls to be interrupted"
+    markers = q.qsize()
+    assert len(ended) <= markers <= count, "expected an end marker for each end() that returned"
+    control.put(5).stop([worker], timeout=30)  # the worker puts its sum after the markers
+    assert [list(q.items()) for _ in range(markers)] == [[]] * markers
+    assert [msg.data for msg in q.end().items()] == [5]
+
+
+def quit_at_once(*args: object) -> None:
+    """A worker's task that returns at once."""
+
+
+def test_an_exception_inside_join_leaves_ezq_usable(start_method: str) -> None:
+    # Waiting for a worker takes locks in the caller's thread (the worker's,
+    # the hub's). An exception at any point must leave none held, or the next
+    # join, start or put would wait forever (from 3.14 on, `with lock:` leaves
+    # its lock held if a handler raises just after it is taken).
+    q: ezq.Q[int] = ezq.Q()
+    out: ezq.Q[int] = ezq.Q()
+    workers = [ezq.run(quit_at_once, q) for _ in range(100)]
+    _, interrupted = interrupt_each_point(lambda number: workers[number].join(), len(workers))
+    assert interrupted > len(workers) // 2, "expected most joins to be interrupted"
+    for worker in workers:
+        with contextlib.suppress(ezq.WorkerError):  # one an interrupted join terminated
+            worker.join()
+    q.put(2)
+    q.stop([ezq.run(sum_worker, q, out)], timeout=30)
+    assert [msg.data for msg in out.end().items()] == [2]
 
 
 def get_while_interrupted(q: ezq.Q[bytes], count: int, out: ezq.Q[tuple[list[int], int]]) -> None:
