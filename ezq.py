@@ -109,7 +109,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from concurrent.futures import Executor
     from concurrent.futures import Future
 
-__version__ = "4.2.1"
+__version__ = "4.2.2"
 __all__ = (
     "END_MSG",
     "IS_MACOS",
@@ -1513,9 +1513,9 @@ class _Uplink:
     def flush(self) -> None:
         """Write the rest of a frame that an exception interrupted, if any (the worker is ending)."""
         with contextlib.suppress(OSError):
-            _under(self.lock, self._write_rest)
+            _under(self.lock, self._finish_frame)
 
-    def _write_rest(self) -> None:
+    def _finish_frame(self) -> None:
         _write_rest(self.fd, *self.writing)
 
 
@@ -2320,6 +2320,10 @@ class _Server:
         finally:
             theirs.close()
         self.sock = ours
+        # Each request carries a number that its reply repeats: a start that an
+        # exception interrupted after its request leaves the reply unread, and
+        # the next start must not take that pid for its own worker's.
+        self.requests = itertools.count(1)
         self.environ = dict(os.environ)  # what the server has; workers get changes made since
         self.script: dict[str, str] = {}  # how workers import the script (only without dill)
         if _dill_pickler() is None and _main_importable():
@@ -2335,9 +2339,12 @@ class _Server:
         stdio = [1, 2] if all(_is_open(fd) for fd in (1, 2)) else []
         boot_r, boot_w = os.pipe()
         status_r, status_w = os.pipe()
+        number = next(self.requests).to_bytes(4, "little")
         try:
-            socket.send_fds(self.sock, [bytes([len(stdio)])], [boot_r, status_w, *stdio, *fds])
-            pid = int.from_bytes(_recv_exactly(self.sock, 4), "little")
+            socket.send_fds(self.sock, [bytes([len(stdio)]) + number], [boot_r, status_w, *stdio, *fds])
+            while (reply := _recv_exactly(self.sock, 8))[:4] != number:
+                pass  # the reply to an interrupted start: its worker ends when it finds no boot frame
+            pid = int.from_bytes(reply[4:], "little")
         except BaseException:
             os.close(status_r)
             os.close(boot_w)
@@ -2424,8 +2431,8 @@ def _serve(sock_fd: int) -> None:  # pyright: ignore[reportUnusedFunction] (see 
                 os.read(wake_r, 4096)
             _reap(statuses)
         if sock_fd in ready:
-            stdio, fds, _, _ = socket.recv_fds(sock, 1, 256)
-            if not stdio:
+            request, fds, _, _ = socket.recv_fds(sock, 5, 256)
+            if not request:
                 return  # the parent has gone; its workers see that on their own
             pid = os.fork()
             if pid == 0:
@@ -2433,11 +2440,11 @@ def _serve(sock_fd: int) -> None:  # pyright: ignore[reportUnusedFunction] (see 
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 for fd in [sock_fd, wake_r, wake_w, *statuses.values()]:
                     os.close(fd)
-                _served_child(stdio[0], fds)
+                _served_child(request[0], fds)
             statuses[pid] = fds[1]
             for fd in fds[:1] + fds[2:]:
                 os.close(fd)
-            sock.sendall(pid.to_bytes(4, "little"))
+            sock.sendall(request[1:] + pid.to_bytes(4, "little"))
 
 
 def _reap(statuses: dict[int, int]) -> None:
@@ -2469,7 +2476,11 @@ def _served_child(stdio: int, fds: list[int]) -> NoReturn:
     sys.modules["__main__"] = types.ModuleType("__main__")  # not the server's script
     code = 1
     try:
-        cwd, path, argv, environ, script, call = pickle.loads(_read_frame(boot))
+        try:
+            frame = _read_frame(boot)
+        except EOFError:  # the parent's start was interrupted: no one waits for us
+            os._exit(1)
+        cwd, path, argv, environ, script, call = pickle.loads(frame)
         os.close(boot)
         os.chdir(cwd)
         sys.path[:], sys.argv[:] = path, argv

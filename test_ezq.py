@@ -1974,6 +1974,53 @@ def test_an_exception_inside_join_leaves_ezq_usable(start_method: str) -> None:
     assert [msg.data for msg in out.end().items()] == [2]
 
 
+def test_an_exception_inside_run_leaves_ezq_usable(start_method: str) -> None:
+    # Starting a worker takes locks in the caller's thread (ezq's start lock,
+    # the queue's, the hub's) and, under spawn and forkserver, asks the fork
+    # server. An exception at any point must leave no lock held and the
+    # server's answers in step: the next worker is started, and is the one
+    # its pid says.
+    q: ezq.Q[int] = ezq.Q()
+    out: ezq.Q[int] = ezq.Q()
+    # Under fork, each of a start's points; else a sample (a start through the
+    # fork server has ten times the points, mostly in pickling for it).
+    count, step = (300, 1) if start_method == "fork" else (100, 29)
+    _, interrupted = interrupt_each_point(lambda _: ezq.run(quit_at_once, q), count, step)
+    assert interrupted > count // 2, "expected most starts to be interrupted"
+    worker = ezq.run(report_pid, out)
+    worker.join(timeout=30)
+    assert [msg.data for msg in out.end().items()] == [worker.pid]
+
+
+def report_pid(out: ezq.Q[int]) -> None:
+    out.put(os.getpid())
+
+
+def test_an_interrupted_start_leaves_the_next_one_its_own_pid(start_method: str) -> None:
+    # Under spawn and forkserver, a start asks ezq's fork server for a worker
+    # and reads back its pid. An exception between the two leaves that reply
+    # unread: the next start must not take it for its own worker's, or
+    # terminate(), kill() and timeouts would signal the wrong process.
+    if start_method == "fork":
+        pytest.skip("fork starts workers without the fork server")
+    out: ezq.Q[int] = ezq.Q()
+    ezq.run(quit_at_once).join()  # the server runs
+
+    def after_asking(frame: Any, event: str, arg: Any) -> None:
+        if event == "return" and frame.f_code.co_name == "send_fds" and in_ezq(frame.f_back):
+            signal.raise_signal(signal.SIGUSR1)
+
+    with raising_in_ezq(signal.SIGUSR1, also=after_asking), pytest.raises(Alarm):
+        sys.setprofile(after_asking)
+        try:
+            ezq.run(quit_at_once)
+        finally:
+            sys.setprofile(None)
+    worker = ezq.run(report_pid, out)
+    worker.join(timeout=30)
+    assert [msg.data for msg in out.end().items()] == [worker.pid]
+
+
 def get_while_interrupted(q: ezq.Q[bytes], count: int, out: ezq.Q[tuple[list[int], int]]) -> None:
     """Read `count` messages, each get interrupted at another point; put what arrived, and how many raised."""
     got: list[int] = []
