@@ -1368,6 +1368,22 @@ def assert_group_ends(group: int) -> None:
     assert group_members(group) == [], "expected no process left behind"
 
 
+def wait_until_asleep(pid: int) -> None:
+    """Wait until the main thread of process `pid` has slept for a while (Linux).
+
+    A worker runs before its parent has returned from starting it. A Ctrl-C
+    that lands there, as the parent drops its copies of the worker's pipe
+    ends, may be lost: CPython prints an exception raised in a finalizer
+    (`Connection.__del__`) as "Exception ignored" and goes on.
+    """
+    asleep = 0
+    deadline = time.monotonic() + 10
+    while asleep < 5 and time.monotonic() < deadline:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        asleep = asleep + 1 if state == "S" else 0
+        time.sleep(0.01)
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 @pytest.mark.parametrize("where", CTRL_C_SCRIPTS)
 def test_one_ctrl_c_ends_the_program_promptly(where: str, start_method: str, tmp_path: Path) -> None:
@@ -1375,6 +1391,7 @@ def test_one_ctrl_c_ends_the_program_promptly(where: str, start_method: str, tmp
         assert child.stdout is not None
         for _ in range(2):
             assert child.stdout.readline() == "busy\n"  # both workers are spinning
+        wait_until_asleep(child.pid)  # in the wait named by `where`, not still starting a worker
         start = time.monotonic()
         os.killpg(child.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
         _, stderr = child.communicate(timeout=30)
