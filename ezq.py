@@ -2339,7 +2339,7 @@ class _Server:
         stdio = [1, 2] if all(_is_open(fd) for fd in (1, 2)) else []
         boot_r, boot_w = os.pipe()
         status_r, status_w = os.pipe()
-        number = next(self.requests).to_bytes(4, "little")
+        number = (next(self.requests) % 2**32).to_bytes(4, "little")  # (wraps after 4 billion starts)
         try:
             socket.send_fds(self.sock, [bytes([len(stdio)]) + number], [boot_r, status_w, *stdio, *fds])
             while (reply := _recv_exactly(self.sock, 8))[:4] != number:

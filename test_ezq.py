@@ -2038,6 +2038,23 @@ def test_an_interrupted_start_leaves_the_next_one_its_own_pid(start_method: str)
     assert [msg.data for msg in out.end().items()] == [worker.pid]
 
 
+def test_the_fork_servers_request_numbers_wrap_around(start_method: str) -> None:
+    # A request's number is 4 bytes on the wire: a long-running program goes past that.
+    if start_method == "fork":
+        pytest.skip("fork starts workers without the fork server")
+    ezq.run(quit_at_once).join()  # the server runs
+    server = ezq._state.server
+    assert server is not None
+    server.requests = itertools.count(2**32 - 1)
+    out: ezq.Q[int] = ezq.Q()
+    workers = [ezq.run(report_pid, out) for _ in range(2)]
+    for worker in workers:
+        worker.join(timeout=30)
+    pids = [worker.pid for worker in workers]
+    assert None not in pids
+    assert sorted(msg.data for msg in out.end().items()) == sorted(pid for pid in pids if pid is not None)
+
+
 def get_while_interrupted(q: ezq.Q[bytes], count: int, out: ezq.Q[tuple[list[int], int]]) -> None:
     """Read `count` messages, each get interrupted at another point; put what arrived, and how many raised."""
     got: list[int] = []
