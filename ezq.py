@@ -93,6 +93,7 @@ from collections.abc import Callable
 from collections.abc import Generator
 from collections.abc import Iterable
 from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from operator import attrgetter
@@ -109,7 +110,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from concurrent.futures import Executor
     from concurrent.futures import Future
 
-__version__ = "4.2.2"
+__version__ = "4.2.3"
 __all__ = (
     "END_MSG",
     "IS_MACOS",
@@ -766,7 +767,7 @@ def map(
         fixed = 1
     first, *others = iterables
     star = bool(others)
-    items: Iterator[Any] = zip(first, *others, strict=False) if star else iter(first)
+    items = _Input(first, others)
     # Check and pickle now, so that mistakes raise here; start workers only
     # when the first result is asked for (see _run_map).
     start: Callable[[], _Pool]
@@ -2557,8 +2558,14 @@ yielded in order); larger, and more input and results are held at once.
 _CHUNK_BYTES = 1 << 20
 """A chunk stops growing at about this many pickled bytes."""
 
-_CHUNK_MAX = 1 << 16
-"""Most items in one chunk."""
+_CHUNK_MAX = 1 << 14
+"""Most items in one chunk.
+
+Larger chunks save little per item, and their lists (of items, of results)
+outgrow the memory Python's allocator keeps between chunks: each chunk then
+maps fresh pages, and the page faults cost more than what is saved. Making and
+unpickling 2**16 ints cost 37 and 48 ns each; 2**14 cost 25 and 31 (3.11).
+"""
 
 _ADAPT_AFTER = 16
 """Items to see before deciding how many workers to feed (see `_Chunker.workers_needed`)."""
@@ -2720,6 +2727,32 @@ def _drain(source: queue.SimpleQueue[T], timeout: float) -> list[T]:
     return items
 
 
+_Chunk = Sequence[Any]
+"""Items of a map's input sent to a worker at once (a range's come as a range: see `_Input`)."""
+
+
+class _Input:
+    """A map's input, read a chunk at a time, lazily.
+
+    A range is cut into ranges: the parent creates no item and pickles a few
+    bytes per chunk, where a list of ints costs it more time than the
+    caller's own loop over the results.
+    """
+
+    def __init__(self, first: Iterable[Any], others: list[Iterable[Any]]) -> None:
+        self.range = first if isinstance(first, range) and not others else None
+        self.items: Iterator[Any] = zip(first, *others, strict=False) if others else iter(first)
+        self.taken = 0  # items of `range` taken
+
+    def take(self, count: int) -> _Chunk:
+        """The next `count` items (fewer at the end; none once all are taken)."""
+        if self.range is None:
+            return list(itertools.islice(self.items, count))
+        chunk = self.range[self.taken : self.taken + count]
+        self.taken += len(chunk)
+        return chunk
+
+
 class _Pool:
     """Workers that run chunks of a map: the scheduler's view of them.
 
@@ -2735,7 +2768,7 @@ class _Pool:
         """`True` if another chunk can be submitted now."""
         raise NotImplementedError
 
-    def submit(self, job: int, first: int, chunk: list[Any]) -> int:
+    def submit(self, job: int, first: int, chunk: _Chunk) -> int:
         """Send a chunk (input items `first`...) to a worker; return its size in bytes (0 if not pickled)."""
         raise NotImplementedError
 
@@ -2749,6 +2782,9 @@ class _Pool:
 
     def use(self, workers: int) -> None:
         """Feed only this many workers from now on (a hint; see `_Chunker.workers_needed`)."""
+
+    def no_more_input(self) -> None:
+        """All chunks have been submitted: workers left with nothing to do may stop now."""
 
 
 _Key = TypeVar("_Key")
@@ -2778,7 +2814,7 @@ def _check_every(limit: float | None) -> float:
 
 
 def _run_map(
-    start_pool: Callable[[], _Pool], items: Iterator[Any], chunksize: int | None, ordered: bool
+    start_pool: Callable[[], _Pool], items: _Input, chunksize: int | None, ordered: bool
 ) -> Generator[list[Any], None, None]:
     """Start a pool, feed it chunks of `items` and yield the results, a chunk's at a time (the body of `map`).
 
@@ -2805,9 +2841,10 @@ def _run_map(
     try:
         while True:
             while not exhausted and not failed and pool.free() and next_job - next_out < window:
-                chunk = list(itertools.islice(items, chunker.size))
+                chunk = items.take(chunker.size)
                 if not chunk:
                     exhausted = True
+                    pool.no_more_input()
                     break
                 chunker.sent(len(chunk), pool.submit(next_job, items_sent, chunk))
                 sizes[next_job] = len(chunk)
@@ -2866,7 +2903,7 @@ class _ThreadPool(_Pool):
         self.task = task
         self.star = star
         self.limit = limit
-        self.jobs: queue.SimpleQueue[tuple[int, int, list[Any]] | None] = queue.SimpleQueue()
+        self.jobs: queue.SimpleQueue[tuple[int, int, _Chunk] | None] = queue.SimpleQueue()
         self.results: queue.SimpleQueue[_Done] = queue.SimpleQueue()
         self.in_flight = 0
         self.cancelled = False
@@ -2895,7 +2932,7 @@ class _ThreadPool(_Pool):
     def free(self) -> bool:
         return self.in_flight < _DEPTH * self.num
 
-    def submit(self, job: int, first: int, chunk: list[Any]) -> int:
+    def submit(self, job: int, first: int, chunk: _Chunk) -> int:
         self.jobs.put((job, first, chunk))
         self.in_flight += 1
         return 0
@@ -2962,7 +2999,7 @@ class _ExecutorPool(_Pool):
     def free(self) -> bool:
         return len(self.futures) < _DEPTH * self.num
 
-    def submit(self, job: int, first: int, chunk: list[Any]) -> int:
+    def submit(self, job: int, first: int, chunk: _Chunk) -> int:
         future = self.executor.submit(_run_chunk, self.task, self.star, chunk)
         self.futures[job] = (future, first)
         if self.limit is not None:
@@ -3021,7 +3058,7 @@ class _ExecutorPool(_Pool):
         self.futures.clear()
 
 
-def _run_chunk(task: bytes, star: bool, chunk: list[Any]) -> tuple[list[Any], Any, float]:
+def _run_chunk(task: bytes, star: bool, chunk: _Chunk) -> tuple[list[Any], Any, float]:
     """Run one chunk of a map on an executor's worker (see `_ExecutorPool`)."""
     results, failure, seconds = _call_each(_load_task(task), star, chunk)
     return results, None if failure is None else (len(results), _pack_exception(failure)), seconds
@@ -3066,6 +3103,7 @@ class _MapWorker:
         self.in_flight: dict[int, tuple[int, int]] = {}  # job -> (first item, items), for errors
         self.clock = clock  # what it runs now, with a time limit (see _Clock)
         self.interrupted = 0.0  # when we interrupted its call that ran out of time
+        self.stopped = False  # told that there are no more jobs (see `_ProcessPool.no_more_input`)
         self.late_item = 0  # and that call's input item
 
     def send(self, data: bytes) -> None:
@@ -3125,6 +3163,7 @@ class _ProcessPool(_Pool):
         self.poller = select.poll()
         self.by_fd: dict[int, _MapWorker] = {}
         self.writing: set[_MapWorker] = set()  # workers whose jobs fd we poll for POLLOUT
+        self.input_done = False
         self._start_worker()
 
     def _start_worker(self) -> None:
@@ -3153,11 +3192,26 @@ class _ProcessPool(_Pool):
         while len(self.workers) < self.active:
             self._start_worker()
 
+    def no_more_input(self) -> None:
+        self.input_done = True
+        self._stop_idle()
+
+    def _stop_idle(self) -> None:
+        """Tell the workers that have no chunk left that there are no more, so that they
+        exit while the caller reads the last results, not when it is done with them."""
+        for worker in self.workers:
+            if not worker.in_flight and not worker.stopped:
+                worker.send(b"")  # an empty frame: "no more jobs", and the worker exits
+                worker.stopped = True
+                for fd in (worker.results_fd, worker.process.sentinel):  # its exit is no news
+                    self.poller.unregister(fd)
+                    del self.by_fd[fd]
+
     def free(self) -> bool:
         depth = 1 if self.probe_sent else _DEPTH  # a probe waits alone: it may be slow
         return any(len(w.in_flight) < depth for w in self.workers[: self.active])
 
-    def submit(self, job: int, first: int, chunk: list[Any]) -> int:
+    def submit(self, job: int, first: int, chunk: _Chunk) -> int:
         worker = min(self.workers[: self.active], key=lambda w: len(w.in_flight))
         data = _dumps_chunk(job, chunk, first)
         worker.send(data)
@@ -3205,6 +3259,8 @@ class _ProcessPool(_Pool):
             if probe is None or probe.seconds / max(len(probe.results), 1) >= _WORTH_A_WORKER:
                 self.use(self.num)  # slow tasks, or slow to start: use every worker
             self.probe_sent = 0.0
+        if self.input_done and finished:
+            self._stop_idle()
         return finished
 
     def _timed_out(self) -> tuple[list[_Done], float]:
@@ -3299,7 +3355,7 @@ class _ProcessPool(_Pool):
         if abort:
             _kill([w.process for w in self.workers])
         for worker in self.workers:
-            if not abort:
+            if not abort and not worker.stopped:
                 worker.send(b"")  # an empty frame: "no more jobs", and the worker exits
             _join(worker.process)
             worker.release()
@@ -3411,7 +3467,7 @@ def _grow_pipe(conn: Connection) -> None:
         pass
 
 
-def _dumps_chunk(job: int, chunk: list[Any], first: int) -> bytes:
+def _dumps_chunk(job: int, chunk: _Chunk, first: int) -> bytes:
     """Pickle a chunk of map input, or raise naming the item that can't go."""
     try:
         return _dumps((job, first, chunk), what="a chunk of map input")
@@ -3480,7 +3536,7 @@ def _dumps_results(job: int, out: list[Any], error: Any, seconds: float) -> byte
 def _call_each(
     task: Callable[..., Any],
     star: bool,
-    chunk: list[Any],
+    chunk: _Chunk,
     first: int = 0,
     clock: _Clock | None = None,
     results: list[Any] | None = None,

@@ -921,6 +921,34 @@ def test_map_of_nothing_is_empty(kind: str) -> None:
     assert list(ezq.map(double, [], kind=kind)) == []  # type: ignore[arg-type]
 
 
+RANGES = [range(10**6, 10**6 + 5000), range(100, -100, -3), range(0), range(5, 10**19, 10**18)]
+
+
+@pytest.mark.parametrize("numbers", RANGES, ids=repr)
+def test_map_over_a_range(numbers: range, kind: str) -> None:
+    assert list(ezq.map(double, numbers, kind=kind)) == [2 * x for x in numbers]  # type: ignore[arg-type]
+
+
+def test_map_cuts_a_range_input_into_ranges() -> None:
+    """The parent sends a range's chunks as ranges: it creates and pickles no item."""
+    source = ezq._Input(range(3, 30, 4), [])
+    assert [source.take(2), source.take(5), source.take(5)] == [range(3, 11, 4), range(11, 30, 4), range(0)]
+    zipped = ezq._Input(range(3), [range(3)])  # several iterables: items are tuples
+    assert zipped.take(5) == [(0, 0), (1, 1), (2, 2)]
+
+
+def test_map_workers_exit_while_the_caller_reads_the_last_results(start_method: str) -> None:
+    """Once every chunk is answered, the workers are told so: they exit while the caller
+    reads the last results, and the end of the loop need not wait for them."""
+    results = ezq.map(nap, [0.0] * 3, num=1)
+    pids = {next(results)[0] for _ in range(3)}  # every result; the map does not know it is done
+    deadline = time.monotonic() + 5
+    while not all(is_gone(pid) for pid in pids):
+        assert time.monotonic() < deadline, "expected the worker to exit before the loop ends"
+        time.sleep(0.01)
+    assert list(results) == []
+
+
 @pytest.mark.parametrize("num", [1, 3])
 def test_map_uses_num_workers(num: int) -> None:
     pids = {pid for pid, _, _ in ezq.map(nap, [0.05] * 12, num=num, chunksize=1)}
@@ -983,7 +1011,7 @@ def test_chunks_grow_gradually_and_stay_within_bounds() -> None:
     for _ in range(8):
         sizes.append(chunker.size)
         chunker.record(chunker.size, chunker.size * 1e-7)  # tiny tasks: 0.1 µs each
-    assert sizes[:4] == [1, 32, 1024, 32768], "expected growth of at most 32x per chunk"
+    assert sizes[:4] == [1, 32, 1024, ezq._CHUNK_MAX], "expected growth of at most 32x per chunk"
     assert max(sizes) == ezq._CHUNK_MAX
     chunker.sent(100, 100 * 65536)  # 64 KiB items
     assert chunker.size == ezq._CHUNK_BYTES // 65536, "expected about 1 MiB per chunk"
