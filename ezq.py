@@ -2061,6 +2061,31 @@ def _stop_workers_at_exit() -> None:
 atexit.register(_stop_workers_at_exit)
 
 
+def _raise_ctrl_c_again(previous: Callable[[Any], object], unraisable: Any) -> None:
+    """`sys.unraisablehook`: a Ctrl-C that CPython would print and drop is raised again.
+
+    An exception can't leave a finalizer (a `__del__` method, a weakref
+    callback): CPython prints "Exception ignored" and goes on. A Ctrl-C whose
+    handler ran while one ran in the main thread (ezq drops pipes, processes
+    and queues that have them, when a worker starts, say) would be lost, and
+    the program would wait on as if it had not been pressed. So a thread
+    signals the main thread again, as a second press would, once the
+    finalizer has returned. (Not from here: the handler would run at once,
+    inside this hook, and its exception would be dropped again; should the
+    signal still come too early, this hook sends another.) Anything else
+    goes to the hook that was there.
+    """
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main and issubclass(unraisable.exc_type, KeyboardInterrupt):
+        with contextlib.suppress(RuntimeError):  # no new thread at interpreter shutdown: nothing waits then
+            _thread.start_new_thread(signal.pthread_kill, (threading.get_ident(), signal.SIGINT))
+            return
+    previous(unraisable)
+
+
+sys.unraisablehook = functools.partial(_raise_ctrl_c_again, sys.unraisablehook)
+
+
 if hasattr(os, "register_at_fork"):  # pragma: no branch
     os.register_at_fork(after_in_child=_after_fork_in_child)
 

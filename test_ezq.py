@@ -1429,6 +1429,32 @@ def test_one_ctrl_c_ends_the_program_promptly(where: str, start_method: str, tmp
         assert_group_ends(child.pid)
 
 
+CTRL_C_IN_A_FINALIZER = """
+class CtrlCInAFinalizer:
+    def __del__(self) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # as if pressed just as a finalizer runs
+        time.sleep(30)  # the handler raises KeyboardInterrupt here, inside the finalizer
+q = ezq.Q()
+workers = [ezq.run(spin_worker, q) for _ in range(2)]
+CtrlCInAFinalizer()
+q.stop(workers)  # only the Ctrl-C ends this
+"""
+
+
+def test_a_ctrl_c_that_lands_in_a_finalizer_still_ends_the_program(start_method: str, tmp_path: Path) -> None:
+    """CPython prints an exception raised in a finalizer (`__del__`, a weakref callback) and drops it.
+
+    ezq's own objects have finalizers, which may run in the main thread as a
+    worker starts or a queue goes; a Ctrl-C that lands in one is raised again.
+    """
+    with script(CTRL_C_IN_A_FINALIZER, start_method, tmp_path) as child:
+        _, stderr = child.communicate(timeout=30)
+        assert child.returncode == -signal.SIGINT, stderr
+        assert stderr.count("Traceback") == 1 and stderr.rstrip().endswith("KeyboardInterrupt"), stderr
+        assert "Exception ignored" not in stderr, stderr
+        assert_group_ends(child.pid)
+
+
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_a_program_that_forgets_stop_still_exits(start_method: str, tmp_path: Path) -> None:
     body = "q, t = ezq.Q(), ezq.Q('thread')\n"
