@@ -903,6 +903,23 @@ def test_process_worker_cannot_start_a_process_worker(start_method: str) -> None
     assert "can't start process workers" in message and "run_thread" in message
 
 
+class Celsius(float):
+    """A float of our own: it must travel as what it is, not as a plain float."""
+
+
+def test_messages_keep_their_exact_type(start_method: str) -> None:
+    values = [7, 10**30, 2.5, True, None, "text", b"bytes", "x" * 200_000, Celsius(21.5), (1, "a")]
+    q: ezq.Q[Any] = ezq.Q()
+    out: ezq.Q[Any] = ezq.Q()
+    worker = ezq.run(echo_worker, q, out)
+    for value in values:
+        q.put(value)
+    q.stop([worker])
+    have = [msg.data for msg in out.items()]
+    assert have == values
+    assert [type(value) for value in have] == [type(value) for value in values]
+
+
 ## map ##
 
 
