@@ -866,7 +866,8 @@ pickler (see `_pickle`); from about 1 MiB on, `pickle.dumps` takes 7x longer."""
 def _encode(data: Any, kind: str, order: int) -> bytes:
     # Small plain data skips `_dumps`'s checks and kept pickler, which cost
     # more than the pickling itself (a round trip to a worker pays it twice).
-    if type(data) in _PLAIN and (type(data) not in (str, bytes) or len(data) < _SMALL):
+    plain = type(data) in _PLAIN and (type(data) not in (str, bytes) or len(data) < _SMALL)
+    if plain and type(kind) is str and type(order) is int:  # (an IntEnum of the script is not plain)
         return pickle.dumps((data, kind, order), protocol=5)
     return _dumps((data, kind, order), what="the message data")
 
@@ -2090,7 +2091,8 @@ def _raise_ctrl_c_again(previous: Callable[[Any], object], unraisable: Any) -> N
     goes to the hook that was there.
     """
     in_main = threading.current_thread() is threading.main_thread()
-    if in_main and issubclass(unraisable.exc_type, KeyboardInterrupt):
+    handled = callable(signal.getsignal(signal.SIGINT))  # else SIGINT would end the program
+    if in_main and handled and issubclass(unraisable.exc_type, KeyboardInterrupt):
         with contextlib.suppress(RuntimeError):  # no new thread at interpreter shutdown: nothing waits then
             _thread.start_new_thread(signal.pthread_kill, (threading.get_ident(), signal.SIGINT))
             return
@@ -3228,7 +3230,7 @@ class _ProcessPool(_Pool):
 
     def use(self, workers: int) -> None:
         self.active = max(1, min(workers, self.num))
-        while len(self.workers) < self.active:
+        while len(self.workers) < self.active and not self.input_done:
             self._start_worker()
 
     def no_more_input(self) -> None:
@@ -3243,8 +3245,9 @@ class _ProcessPool(_Pool):
                 worker.send(b"")  # an empty frame: "no more jobs", and the worker exits
                 worker.stopped = True
                 for fd in (worker.results_fd, worker.process.sentinel):  # its exit is no news
-                    self.poller.unregister(fd)
-                    del self.by_fd[fd]
+                    self.by_fd.pop(fd, None)
+                    with contextlib.suppress(KeyError):  # (a results pipe that saw EOF is out already)
+                        self.poller.unregister(fd)
 
     def free(self) -> bool:
         depth = 1 if self.probe_sent else _DEPTH  # a probe waits alone: it may be slow
