@@ -4,7 +4,9 @@ Every measurement runs in a fresh interpreter (so memory peaks and start-up
 costs are its own); rounds interleave the implementations, and the table shows
 medians. The last column is ezq divided by the best standard-library peer, so
 read it as "how many times better" when higher is better (↑), and "how many
-times worse" when lower is better (↓).
+times worse" when lower is better (↓). On Linux, the report ends by saying
+whether other processes took CPU during the runs (then their figures are off:
+a busy machine even makes round trips faster, as no CPU sleeps).
 
     python bench/bench.py                    # every case, 3 rounds
     python bench/bench.py --repeat 5 map_tiny latency
@@ -391,6 +393,8 @@ SIZES: dict[str, tuple[Callable[[str], tuple[float, dict[str, Any]]], str, str, 
     "map 100,000 items": (size_map_100k_executor, "s", "lower", ["ezq", "ezq on a local dask cluster"]),
 }
 CALLS = ["ezq.map", "Pool (reused)"]
+OTHER_LOAD = 0.5
+"""CPUs that other processes may use during a run before the report says the machine was busy."""
 NOT_PEERS = {"ezq", "serial", "Pipe", "ezq threads"}  # Pipe is the limit, not a peer
 
 
@@ -398,14 +402,50 @@ NOT_PEERS = {"ezq", "serial", "Pipe", "ezq threads"}  # Pipe is the limit, not a
 
 
 def measure(table: str, case: str, impl: str, method: str | None) -> dict[str, Any]:
-    """Run one measurement in a fresh interpreter."""
+    """Run one measurement in a fresh interpreter; note how busy other processes kept the CPUs."""
     args = [sys.executable, __file__, "--one", table, case, impl]
     if method:
         args += ["--method", method]
+    before, start = cpu_by_process(), time.perf_counter()
     done = subprocess.run(args, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    result = dict(json.loads(done.stdout.strip().splitlines()[-1]))
+    if before:
+        after = cpu_by_process()
+        others = sum(after[pid] - before[pid] for pid in before.keys() & after.keys())
+        result["other_cores"] = round(others / (time.perf_counter() - start), 2)
+    return result
+
+
+def cpu_by_process() -> dict[int, float]:
+    """CPU seconds each process but this one has used so far (Linux; elsewhere, none).
+
+    A run's own processes (and their workers) start after the first look, so only
+    processes that ran all along count as other load: enough to catch a busy machine.
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    seconds: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it exited
+        seconds[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    seconds.pop(os.getpid(), None)
+    return seconds
+
+
+def report_other_load(results: dict[tuple[str, str], list[dict[str, Any]]]) -> None:
+    """Say whether other processes took CPU during the runs: their figures are then off."""
+    loads = [float(r["other_cores"]) for runs in results.values() for r in runs if "other_cores" in r]
+    if loads:
+        busy = sum(load > OTHER_LOAD for load in loads)
+        print(
+            f"\nOther processes used up to {max(loads):.2f} CPUs during a run; "
+            f"{busy} of {len(loads)} runs saw more than {OTHER_LOAD}"
+            + (": rerun when the machine is quiet." if busy else ".")
+        )
 
 
 def main() -> int:
@@ -460,6 +500,7 @@ def main() -> int:
                 seconds = statistics.median(float(r["figure"]) for r in good)
                 rss = statistics.median(float(r["peak_rss_mib"]) for r in good)
                 print(f"| {case} ({impl}) | {seconds:.2f} | {rss:.0f} |")
+        report_other_load(results)
         return 0
 
     print("| case | unit | ezq | best standard-library peer | ezq / peer | reference |")
@@ -486,6 +527,7 @@ def main() -> int:
         print(
             f"| {case} | {unit} {arrow} | {fmt(medians.get('ezq'))} | {peer} | {ratio} | {', '.join(refs)} |"
         )
+    report_other_load(results)
     return 0
 
 
