@@ -2210,7 +2210,7 @@ def pid_in(error: BaseException) -> int:
 def is_gone(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # (the second if it was reaped as we read)
         return True
     return state == "Z"  # a zombie has stopped running
 
