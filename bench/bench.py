@@ -413,7 +413,8 @@ def measure(table: str, case: str, impl: str, method: str | None) -> dict[str, A
     result = dict(json.loads(done.stdout.strip().splitlines()[-1]))
     if before:
         after = cpu_by_process()
-        others = sum(after[pid] - before[pid] for pid in before.keys() & after.keys())
+        # (max: a pid may have been reused by a newer process, which has used less)
+        others = sum(max(0.0, after[pid] - before[pid]) for pid in before.keys() & after.keys())
         result["other_cores"] = round(others / (time.perf_counter() - start), 2)
     return result
 
