@@ -1378,11 +1378,24 @@ def run_script(body: str, method: str, folder: Path) -> subprocess.Popen[str]:
     return start_in_own_group([sys.executable, str(script)], folder)
 
 
+LAUNCHER = """
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python then raises KeyboardInterrupt on it
+if sys.platform == "linux":
+    import ctypes
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG, which outlives exec
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+"""Starts a test's program as a terminal would, even if the tests ignore Ctrl-C (a shell's
+background job does), and has it killed if the test run is: a killed pytest runs no `finally`,
+and the README's Ctrl-C example would spin its workers until someone noticed."""
+
+
 def start_in_own_group(args: list[str], folder: Path) -> subprocess.Popen[str]:
     """Start a program in its own process group (as a terminal does), with ezq.py importable."""
     env = dict(os.environ, PYTHONPATH=str(HERE), PYTHONFAULTHANDLER="1")  # see run_example
     return subprocess.Popen(
-        args,
+        [sys.executable, "-S", "-c", LAUNCHER, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -1390,6 +1403,29 @@ def start_in_own_group(args: list[str], folder: Path) -> subprocess.Popen[str]:
         cwd=folder,
         start_new_session=True,
     )
+
+
+TAKES_CTRL_C_AND_DIES_WITH_PARENT = """
+import ctypes, signal
+handler = signal.getsignal(signal.SIGINT)
+death = ctypes.c_int()
+ctypes.CDLL(None).prctl(2, ctypes.byref(death))  # 2: PR_GET_PDEATHSIG
+print(getattr(handler, "__name__", handler), death.value)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_tests_program_takes_ctrl_c_and_dies_with_the_test_run(tmp_path: Path) -> None:
+    # Run from a shell's background job, the tests ignore Ctrl-C; the programs
+    # they start must not (or the Ctrl-C tests wait in vain), and must not
+    # outlive a killed test run.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        child = start_in_own_group([sys.executable, "-c", TAKES_CTRL_C_AND_DIES_WITH_PARENT], tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    stdout, stderr = child.communicate(timeout=30)
+    assert stdout.split() == ["default_int_handler", str(int(signal.SIGKILL))], stderr
 
 
 def group_members(group: int) -> list[int]:
