@@ -38,7 +38,7 @@ Under fork, a worker is a fork of the caller and sees its state at the call.
 Under spawn and forkserver, ezq starts (once per process, on first use) its
 own fork server: a fresh interpreter that has imported ezq and dill and
 nothing of the user's script, and forks each worker on request. The script
-never runs again; what a task needs of it travels by value (`_from_main`).
+never runs again; what a task needs of it travels by value (see "Serialization").
 
 How `map` works
 ---------------
@@ -58,13 +58,16 @@ from __future__ import annotations
 import _thread
 
 # std
+import abc
 import atexit
 import builtins
 import collections
 import contextlib
+import enum
 import functools
 import heapq
 import importlib
+import importlib.util
 import io
 import itertools
 import json
@@ -88,6 +91,7 @@ import threading
 import time
 import traceback
 import types
+import warnings
 import weakref
 from collections.abc import Callable
 from collections.abc import Generator
@@ -776,7 +780,7 @@ def map(
             raise TypeError(
                 f"executor must have a submit(fn, *args) method, as in concurrent.futures: {executor!r}"
             )
-        task_data = _dumps(task, what="the map task", main_by_value=True)
+        task_data = _dumps(task, what="the map task", travels=True)
         start = functools.partial(_ExecutorPool, executor, task_data, star, num, limit)
     elif kind == "process":
         start = functools.partial(_ProcessPool, _Payload.dump((task, star), what="the map task"), num, limit)
@@ -1181,7 +1185,7 @@ class _Channel:
             return []
         batch, views, written, number = self.writing
         if views is None:
-            views = _frame_views(_pickle(batch, False))
+            views = _frame_views(_pickle(batch, "by name"))
             self.writing = (batch, views, written, number)
         try:
             _write_rest(self.fd, views, written, block)
@@ -1639,38 +1643,697 @@ def _home_gone() -> RuntimeError:
 
 ## Serialization ##
 #
-# Everything a process worker gets is pickled here: by `pickle` (in C, fast)
-# where it can, by `dill` where it can't (lambdas, closures). Functions and
-# classes of the user's script (`__main__`) need care: a worker started by
-# ezq's fork server never imports the script (see `_Server`), so they travel
-# by value, each wrapped in `_from_main` so that the receiving side uses its
-# own copy where it has one. Without dill, workers import the script as
-# multiprocessing's spawn does, and everything travels by reference.
+# Everything a process worker gets is pickled here, by `pickle`'s C pickler
+# with ezq's reducers (`_Reducers.reducer_override`), or by dill with the same
+# reducers for the few objects that the C pickler refuses and dill can copy
+# (a lock, say).
+#
+# Functions and classes of the user's script travel by value wherever a
+# worker may not have the script: under spawn and forkserver (workers come
+# from ezq's fork server, which never imports the script) and to executors.
+# Under fork, only those travel by value that pickle can't find by name (a
+# lambda, a closure, a class made by a function, a namedtuple named otherwise
+# than its variable). Each travels with a token that stands for it (not its
+# name: two functions may share one), so that a process keeps one copy of
+# each however many messages bring it, and sends it back under the same
+# token: a class that comes back from a worker is the parent's own class.
+# A function of the script runs in the script's namespace, the receiving
+# process's `__main__`, as under fork: functions share their globals there,
+# and a global that a worker has already keeps its value (globals come with
+# the values they have at the call). A class travels as a pickle of its own,
+# made once per call and read once per process, so that a message of a
+# script's class costs little more than under fork. Every module travels by
+# reference and is imported where it arrives.
+#
+# Where dill is not installed, nothing travels by value: workers under spawn
+# and forkserver import the script as multiprocessing's spawn does
+# (`_Server.script`), and a lambda raises a TypeError that asks for dill.
+
+_Scripts = Literal["by name", "where needed", "by value"]
+"""How functions and classes of the script travel: by name only (no dill), by value where
+pickle can't find them by name (fork), or always by value (where workers lack the script)."""
+
+_TOKENS: dict[int, tuple[weakref.ref[Any], str]] = {}
+"""By id: the token of each function and class this process has sent or received by value."""
+
+_BY_TOKEN: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+"""The functions and classes this process knows by token: its own, and the copies it was sent."""
+
+_UNFINISHED: weakref.WeakSet[Any] = weakref.WeakSet()
+"""Functions and classes made here whose state (set once they exist, for cycles) has not come yet."""
+
+_BLOBS: dict[tuple[int, str], tuple[weakref.ref[type], int, bytes]] = {}
+"""A class's own pickle (see `_blob`), by its id and mode, with the call it was made for."""
+
+_minted = itertools.count()
 
 
-def _dumps(obj: Any, what: str, main_by_value: bool = False) -> bytes:
-    """Pickle `obj` for a process worker; use `dill` where `pickle` can't.
+def _token(obj: Any) -> str:
+    """The token that stands for `obj` (a function or class sent by value), made on first use."""
+    entry = _TOKENS.get(id(obj))
+    if entry is not None and entry[0]() is obj:
+        return entry[1]
+    token = f"{_state.mint}.{next(_minted)}"
+    _remember(obj, token)
+    return token
 
-    With `main_by_value`, functions and classes of `__main__` travel by value
-    even under fork: for workers that may not have the user's script, like
-    an executor's.
+
+def _remember(obj: Any, token: str) -> None:
+    key = id(obj)
+
+    def forget(ref: weakref.ref[Any]) -> None:
+        if _TOKENS.get(key, (None, ""))[0] is ref:
+            _TOKENS.pop(key, None)
+
+    _TOKENS[key] = (weakref.ref(obj, forget), token)
+    _BY_TOKEN[token] = obj
+
+
+def _tokenize_script() -> None:
+    """Give a token to each function and class of the script that pickle can't find by name.
+
+    Under fork, a worker sends these by value under the token it inherited:
+    so an instance of a class made by a function, or of a namedtuple named
+    otherwise than its variable, comes back as an instance of our class.
+    """
+    main = sys.modules.get("__main__")
+    for value in list(getattr(main, "__dict__", {}).values()):
+        if (
+            isinstance(value, (type, types.FunctionType))
+            and value.__module__ == "__main__"
+            and not _found(value)
+        ):
+            _token(value)
+
+
+class _Space:
+    """Pickles as the namespace a function runs in, as the receiving process has it."""
+
+    def __init__(self, kind: Literal["script", "module"], name: str) -> None:
+        self.kind = kind
+        self.name = name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_namespace, (self.kind, self.name))
+
+
+def _namespace(kind: str, name: str) -> dict[str, Any]:
+    """The globals of a function sent by value: its module's, or the script's (see `_State.script`)."""
+    if kind == "module":
+        return importlib.import_module(name).__dict__
+    if name == _state.script:
+        module = sys.modules["__main__"]
+    else:  # on an executor's worker: the script's globals, apart from that process's own __main__
+        module = sys.modules.setdefault(f"ezq-script-{name}", types.ModuleType("__main__"))
+    module.__dict__.setdefault("__builtins__", builtins)
+    return module.__dict__
+
+
+def _import(name: str) -> types.ModuleType:
+    """A module, imported here: every module travels by reference."""
+    return sys.modules["__main__"] if name == "__main__" else importlib.import_module(name)
+
+
+class _EmptyCell:
+    """Stands for the contents of an empty closure cell."""
+
+    def __reduce__(self) -> str:
+        return "_EMPTY_CELL"
+
+
+_EMPTY_CELL = _EmptyCell()
+
+_FunctionState = tuple[dict[str, Any], list[Any], dict[str, Any], list[types.ModuleType]]
+"""A function's globals, closure contents, attributes, and the submodules its code reaches."""
+
+
+def _script_function(
+    token: str, code: types.CodeType, space: dict[str, Any], name: str, cells: int | None
+) -> types.FunctionType:
+    """A function sent by value: the copy this process has, or a new one (its state comes next)."""
+    known = _BY_TOKEN.get(token)
+    if known is not None:
+        return cast(types.FunctionType, known)
+    closure = None if cells is None else tuple(types.CellType() for _ in range(cells))
+    func = types.FunctionType(code, space, name, None, closure)
+    _remember(func, token)
+    _UNFINISHED.add(func)
+    return func
+
+
+def _finish_function(func: types.FunctionType, state: _FunctionState) -> None:
+    """Set the state of a function that `_script_function` made (not of one this process had)."""
+    if func not in _UNFINISHED:
+        return
+    _UNFINISHED.discard(func)
+    globals_, contents, attributes, _ = state
+    for name, value in globals_.items():  # a global this process has keeps its value, as under fork
+        func.__globals__.setdefault(name, value)
+    for cell, value in zip(func.__closure__ or (), contents, strict=True):
+        if value is not _EMPTY_CELL:
+            cell.cell_contents = value
+    for name, value in attributes.items():
+        if name == "__dict__":
+            func.__dict__.update(value)
+        else:
+            setattr(func, name, value)
+
+
+def _script_class(
+    token: str,
+    meta: type,
+    name: str,
+    bases: tuple[type, ...],
+    namespace: dict[str, Any],
+    members: list[tuple[str, Any]] | None,
+    install: tuple[dict[str, Any], str] | None,
+) -> type:
+    """A class sent by value: the copy this process has, or a new one (the rest of its dict comes next).
+
+    The class is made as `type` makes one, without its metaclass's own
+    `__new__` and `__init__`: what they did is in the dict, which comes as
+    it is. Only an enum is made by its metaclass, which makes its `members`.
+    """
+    known = _BY_TOKEN.get(token)
+    if known is not None:
+        return cast(type, known)
+    cls: type
+    if members is not None:
+        prepared = meta.__prepare__(name, bases)
+        for key, value in [*namespace.items(), *members]:
+            prepared[key] = value
+        cls = meta(name, bases, prepared)
+    else:
+        try:
+            cls = cast(type, type.__new__(meta, name, bases, dict(namespace)))
+        except TypeError:  # a metaclass in C that type.__new__ can't make (ctypes')
+            cls = meta(name, bases, dict(namespace))
+    _remember(cls, token)
+    _UNFINISHED.add(cls)
+    if install is not None:  # under its name in the script's namespace, as under fork (for get_type_hints)
+        space, variable = install
+        space.setdefault(variable, cls)
+    return cls
+
+
+def _finish_class(cls: type, state: dict[str, Any]) -> None:
+    """Set the rest of the dict of a class that `_script_class` made (what making it made stays)."""
+    if cls not in _UNFINISHED:
+        return
+    _UNFINISHED.discard(cls)
+    for name, value in state.items():
+        if name not in cls.__dict__:
+            type.__setattr__(cls, name, value)
+    if isinstance(cls, abc.ABCMeta):  # what ABCMeta.__new__ does, now that the dict is all there
+        cast(Callable[[type], None], getattr(abc, "_abc_init"))(cls)  # noqa: B009 (private)
+
+
+def _script_class_blob(token: str, blob: bytes) -> type:
+    """A class sent as a pickle of its own (see `_blob`), read only where it is new."""
+    known = _BY_TOKEN.get(token)
+    if known is not None:
+        return cast(type, known)
+    return cast(type, pickle.loads(blob))
+
+
+def _blob(cls: type, mode: _Scripts) -> bytes:
+    """A pickle of `cls` alone, made once per call that starts workers (`_calls`) and kept.
+
+    A message that carries an instance carries these bytes, which a process
+    reads only the first time (after that, the token says it has the class),
+    instead of the class's whole state, which is slow to make and to read.
+    """
+    key = (id(cls), mode)
+    entry = _BLOBS.get(key)
+    if entry is not None and entry[0]() is cls and entry[1] == _calls[0]:
+        return entry[2]
+    blob = _serialize(cls, mode, whole=True)
+
+    def forget(ref: weakref.ref[type]) -> None:
+        if _BLOBS.get(key, (None,))[0] is ref:
+            _BLOBS.pop(key, None)
+
+    _BLOBS[key] = (weakref.ref(cls, forget), _calls[0], blob)
+    return blob
+
+
+_calls = [0]
+"""Counts the calls that start workers: a class's pickle is made again for each, with the
+values of its methods' globals at that call."""
+
+
+def _rebuild_exception(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any] | None) -> Any:
+    """An exception as it was raised, made without its `__init__` (which may take other arguments)."""
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    if state:
+        exc.__dict__.update(state)
+    return exc
+
+
+def _std_stream(name: str) -> Any:
+    return getattr(sys, name)
+
+
+def _mappingproxy(items: dict[Any, Any]) -> types.MappingProxyType[Any, Any]:
+    return types.MappingProxyType(items)
+
+
+def _make_typevar(token: str, kind: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """A TypeVar, ParamSpec, TypeVarTuple or NewType of the script: one per process."""
+    known = _BY_TOKEN.get(token)
+    if known is None:
+        known = kind(*args, **kwargs)
+        with contextlib.suppress(AttributeError, TypeError):
+            known.__module__ = "__main__"
+        _remember(known, token)
+    return known
+
+
+def _make_cached(token: str, wrapped: Callable[..., Any], maxsize: int | None, typed: bool) -> Any:
+    """A function of the script cached by `functools.lru_cache`, one per process; its cache starts empty."""
+    known = _BY_TOKEN.get(token)
+    if known is None:
+        known = functools.lru_cache(maxsize, typed)(wrapped)
+        _remember(known, token)
+    return known
+
+
+class _CantSend(TypeError):
+    """An object that can't be copied to another process (an open file, a socket): dill is not tried."""
+
+
+_PLAIN_TYPES = frozenset({type(None), bool, int, float, complex, str, bytes})
+_DESCRIPTORS = (staticmethod, classmethod, property, functools.cached_property)
+
+
+@functools.lru_cache(maxsize=4096)
+def _global_names(code: types.CodeType) -> tuple[str, ...]:
+    """The global names that `code` (and the code nested in it) reads or writes."""
+    dis = importlib.import_module("dis")  # only where functions travel by value
+    ops = {dis.opmap[name] for name in ("LOAD_GLOBAL", "STORE_GLOBAL", "DELETE_GLOBAL", "LOAD_NAME")}
+    names = dict.fromkeys(op.argval for op in dis.get_instructions(code) if op.opcode in ops)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names.update(dict.fromkeys(_global_names(const)))
+    return tuple(names)
+
+
+def _plain(value: object) -> bool:
+    """`True` for data that can't refer to a function or class (so it may go where they can't)."""
+    if type(value) in _PLAIN_TYPES:
+        return True
+    if type(value) in (tuple, frozenset):
+        return all(_plain(item) for item in cast(Iterable[object], value))
+    return False
+
+
+def _found(obj: Any, name: str | None = None) -> bool:
+    """`True` if pickle finds `obj` by its module and name (its `__qualname__` by default)."""
+    module = sys.modules.get(getattr(obj, "__module__", None) or "")
+    try:
+        return functools.reduce(getattr, (name or obj.__qualname__).split("."), module) is obj
+    except AttributeError:
+        return False
+
+
+def _annotations(obj: Any) -> dict[str, Any]:
+    """`obj.__annotations__`, as strings where a name in them is not defined (3.14+ evaluates lazily)."""
+    try:
+        return dict(obj.__annotations__)
+    except Exception:
+        annotationlib = importlib.import_module("annotationlib")
+        return dict(annotationlib.get_annotations(obj, format=annotationlib.Format.STRING))
+
+
+def _made_by_type(cls: type, name: str, value: object) -> bool:
+    """`True` for what making the class makes again: `__dict__`, slots, ABC caches, 3.14's annotations."""
+    if isinstance(value, (types.GetSetDescriptorType, types.MemberDescriptorType)):
+        return cast(Any, value).__objclass__ is cls
+    return name in ("_abc_impl", "__annotate_func__", "__annotations_cache__")
+
+
+def _cell_contents(cell: types.CellType) -> Any:
+    try:
+        return cell.cell_contents
+    except ValueError:  # empty
+        return _EMPTY_CELL
+
+
+def _submodules(values: Iterable[Any], code: types.CodeType) -> list[types.ModuleType]:
+    """Submodules that `code` reaches as attributes of the modules in `values` (`xml.etree`)."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names.update(const.co_names)
+    found: list[types.ModuleType] = []
+    for value in values:
+        if type(value) is types.ModuleType:
+            prefix = value.__name__ + "."
+            for name, module in list(sys.modules.items()):
+                if name.startswith(prefix):
+                    if names.issuperset(name[len(prefix) :].split(".")):
+                        found.append(module)
+    return found
+
+
+class _Reducers:
+    """ezq's reducers, for `_Pickler` and for the dill pickler (see "Serialization" above).
+
+    `mode`: how the script's functions and classes travel (`_Scripts`).
+    `whole`: a class travels whole, not as a pickle of its own (see `_blob`).
+    """
+
+    mode: _Scripts
+    whole: bool
+    spaces: dict[int, dict[str, Any]]  # dicts made for globals of no module, this dump (see _space)
+
+    def reducer_override(self, obj: Any) -> Any:
+        kind = cast(Any, type(obj))
+        if kind is types.FunctionType:
+            return self._function(obj)
+        if isinstance(obj, type):
+            return self._class(obj)
+        if kind is types.ModuleType:
+            return (_import, (obj.__name__,))
+        if kind is types.CodeType:  # by marshal, not dill: dill 0.4.1 can't pickle code on 3.15
+            return (marshal.loads, (marshal.dumps(obj),))
+        if kind is types.MappingProxyType:
+            return (_mappingproxy, (dict(obj),))
+        if kind in _DESCRIPTORS:
+            if isinstance(obj, property):
+                return (kind, (obj.fget, obj.fset, obj.fdel, obj.__doc__))
+            return (kind, (obj.func if isinstance(obj, functools.cached_property) else obj.__func__,))
+        if isinstance(obj, BaseException):
+            if kind.__module__ == "builtins" or kind.__reduce__ is not BaseException.__reduce__:
+                return NotImplemented  # as pickle does
+            return (_rebuild_exception, (kind, obj.args, obj.__dict__ or None))
+        reduce = _SPECIAL.get(kind.__module__)
+        return NotImplemented if reduce is None else reduce(self, obj)
+
+    def _by_value(self, obj: Any, name: str | None = None) -> bool:
+        """`True` if the function or class `obj` travels by value."""
+        if self.mode == "by name":
+            return False
+        if self.mode == "by value" and obj.__module__ == "__main__":
+            return True
+        return not _found(obj, name)
+
+    def _function(self, func: types.FunctionType) -> Any:
+        if not self._by_value(func):
+            return NotImplemented
+        code = func.__code__
+        globals_ = func.__globals__
+        values = {name: globals_[name] for name in _global_names(code) if name in globals_}
+        closure = func.__closure__
+        attributes: dict[str, Any] = {
+            "__defaults__": func.__defaults__,
+            "__kwdefaults__": func.__kwdefaults__,
+            "__qualname__": func.__qualname__,
+            "__module__": func.__module__,
+            "__doc__": func.__doc__,
+            "__annotations__": _annotations(func),
+        }
+        if func.__dict__:
+            attributes["__dict__"] = dict(func.__dict__)
+        if getattr(func, "__type_params__", ()):
+            attributes["__type_params__"] = getattr(func, "__type_params__")  # noqa: B009 (3.12+)
+        contents = [_cell_contents(cell) for cell in closure or ()]
+        state: _FunctionState = (values, contents, attributes, _submodules(values.values(), code))
+        cells = None if closure is None else len(closure)
+        args = (_token(func), code, self._space(globals_), func.__name__, cells)
+        return (_script_function, args, state, None, None, _finish_function)
+
+    def _space(self, globals_: dict[str, Any]) -> Any:
+        """What stands for `globals_` in the pickle: the script's, a module's, or a dict of our own."""
+        name = globals_.get("__name__")
+        module = sys.modules.get(name) if isinstance(name, str) else None
+        if module is not None and module.__dict__ is globals_:
+            return (
+                _Space("script", _state.script) if name == "__main__" else _Space("module", module.__name__)
+            )
+        space = self.spaces.get(id(globals_))
+        if space is None:  # globals of no module (a namedtuple's methods): one dict for them all
+            space = self.spaces[id(globals_)] = {"__name__": name, "__builtins__": builtins}
+        return space
+
+    def _class(self, cls: type) -> Any:
+        if cls.__module__ == "builtins" or not self._by_value(cls):
+            return NotImplemented
+        if not self.whole:
+            return (_script_class_blob, (_token(cls), _blob(cls, self.mode)))
+        items = dict(cls.__dict__)
+        members = None
+        if isinstance(cls, enum.EnumMeta):
+            enum_members: dict[str, Any] = dict(cls.__members__)
+            members = [(name, member._value_) for name, member in enum_members.items()]
+            for name, _ in members:
+                del items[name]
+            # Its metaclass makes the rest, but for the methods: a custom __new__ is kept apart
+            new = items.pop("_new_member_", items.pop("__new_member__", None))
+            items.pop("__new__", None)
+            if type(new) is types.FunctionType and new.__module__ != "enum":
+                items["__new__"] = staticmethod(new)
+        namespace: dict[str, Any] = {}
+        state: dict[str, Any] = {}
+        for name, value in items.items():
+            if _made_by_type(cls, name, value):
+                continue
+            if type(value) is types.FunctionType or type(value) in _DESCRIPTORS:
+                namespace[name] = value  # at hand as the class is made (for __init_subclass__, say)
+            elif _plain(value) and (members is None or name in ("__module__", "__qualname__", "__doc__")):
+                namespace[name] = value
+            else:
+                state[name] = value
+        if sys.version_info >= (3, 14):
+            state["__annotations__"] = _annotations(cls)
+        install = None
+        if cls.__module__ == "__main__" and getattr(sys.modules["__main__"], cls.__name__, None) is cls:
+            install = (_Space("script", _state.script), cls.__name__)
+        args = (_token(cls), type(cls), cls.__name__, cls.__bases__, namespace, members, install)
+        return (_script_class, args, state, None, None, _finish_class)
+
+
+def _reduce_io(reducers: _Reducers, obj: Any) -> Any:
+    """Standard streams travel by name; an open file can't travel (dill would reopen it, and truncate it)."""
+    for name in ("stdin", "stdout", "stderr", "__stdin__", "__stdout__", "__stderr__"):
+        if obj is getattr(sys, name):
+            return (_std_stream, (name,))
+    if isinstance(obj, (io.StringIO, io.BytesIO)):
+        return NotImplemented
+    if isinstance(obj, io.IOBase):
+        raise _CantSend(f"an open file ({obj!r}) can't be sent to another process")
+    return NotImplemented
+
+
+def _reduce_typing(reducers: _Reducers, obj: Any) -> Any:
+    """A TypeVar, ParamSpec, TypeVarTuple or NewType of the script: by name where found, else by value."""
+    typing = sys.modules["typing"]
+    kind = cast(Any, type(obj))
+    if kind not in (typing.TypeVar, typing.ParamSpec, typing.NewType, getattr(typing, "TypeVarTuple", None)):
+        return NotImplemented
+    if not reducers._by_value(obj, obj.__name__):  # pyright: ignore[reportPrivateUsage]
+        return (getattr, (sys.modules[obj.__module__], obj.__name__))
+    kwargs: dict[str, Any] = {}
+    if kind is typing.NewType:
+        args: tuple[Any, ...] = (obj.__name__, obj.__supertype__)
+    else:
+        args = (obj.__name__, *getattr(obj, "__constraints__", ()))
+        for name in ("bound", "covariant", "contravariant", "infer_variance"):
+            if hasattr(obj, f"__{name}__") and (name != "bound" or kind is not typing.TypeVarTuple):
+                kwargs[name] = getattr(obj, f"__{name}__")
+        if getattr(obj, "has_default", lambda: False)():
+            kwargs["default"] = obj.__default__
+    return (_make_typevar, (_token(obj), kind, args, kwargs))
+
+
+def _reduce_functools(reducers: _Reducers, obj: Any) -> Any:
+    """A function of the script cached with `functools.lru_cache` or `cache` travels as one."""
+    if type(obj).__name__ != "_lru_cache_wrapper" or not reducers._by_value(obj):  # pyright: ignore[reportPrivateUsage]
+        return NotImplemented
+    parameters = obj.cache_parameters()
+    return (_make_cached, (_token(obj), obj.__wrapped__, parameters["maxsize"], parameters["typed"]))
+
+
+def _reduce_dataclasses(reducers: _Reducers, obj: Any) -> Any:
+    """dataclasses' markers (`MISSING`, a field's kind) travel by name, as it compares them with `is`."""
+    dataclasses = sys.modules["dataclasses"]
+    for name in ("MISSING", "KW_ONLY", "_FIELD", "_FIELD_CLASSVAR", "_FIELD_INITVAR", "_HAS_DEFAULT_FACTORY"):
+        if obj is getattr(dataclasses, name, None):
+            return (getattr, (dataclasses, name))
+    return NotImplemented
+
+
+def _reduce_weakref(reducers: _Reducers, obj: Any) -> Any:
+    if isinstance(obj, (weakref.WeakKeyDictionary, weakref.WeakValueDictionary)):
+        return (type(cast(Any, obj)), (list(cast(Any, obj).items()),))
+    if isinstance(obj, weakref.WeakSet):
+        return (type(cast(Any, obj)), (list(cast(Any, obj)),))
+    return NotImplemented
+
+
+_SPECIAL: dict[str, Callable[[_Reducers, Any], Any]] = {
+    "_io": _reduce_io,
+    "typing": _reduce_typing,
+    "functools": _reduce_functools,
+    "dataclasses": _reduce_dataclasses,
+    "weakref": _reduce_weakref,
+    "_weakrefset": _reduce_weakref,
+}
+"""Reducers for objects of types of these modules (by the module of the object's type)."""
+
+
+class _Pickler(_Reducers, pickle.Pickler):
+    """`pickle`'s C pickler, with ezq's reducers."""
+
+    def __init__(self, file: io.BytesIO, mode: _Scripts, whole: bool = False) -> None:
+        super().__init__(file, protocol=5)
+        self.mode, self.whole, self.spaces = mode, whole, {}
+
+    def dump(self, obj: Any) -> None:
+        try:
+            super().dump(obj)
+        finally:
+            self.spaces.clear()
+
+
+_PICKLERS = threading.local()  # per thread: a pickler and its buffer, by mode (see _pickle)
+
+
+def _pickle(obj: Any, mode: _Scripts, whole: bool = False) -> bytes:
+    """Pickle `obj` with the C pickler and ezq's reducers (protocol 5).
+
+    A pickler kept per thread writing into one buffer costs less than
+    `pickle.dumps`, which makes both anew on every call, and it writes a
+    large bytes object straight into the buffer (1 MiB: 35 µs, not 0.8 ms).
+    """
+    kept: dict[tuple[str, bool], tuple[io.BytesIO, _Pickler]] | None = getattr(_PICKLERS, "kept", None)
+    if kept is None:
+        kept = _PICKLERS.kept = {}
+    entry = kept.pop((mode, whole), None)  # taken out while in use, in case of a nested call
+    if entry is None:
+        buffer = io.BytesIO()
+        entry = buffer, _Pickler(buffer, mode, whole)
+    buffer, pickler = entry
+    pickler.dump(obj)  # on an exception, the entry is dropped
+    data = buffer.getvalue()
+    buffer.seek(0)
+    buffer.truncate()
+    pickler.clear_memo()
+    kept[(mode, whole)] = entry
+    return data
+
+
+_CANT_PICKLE = (pickle.PicklingError, TypeError, AttributeError)
+"""What a pickler raises for an object it can't pickle (AttributeError: a local
+function before 3.14). Any other exception (from an object's own `__reduce__`,
+or from a signal handler that ran while we pickled) is not ours to retry or to
+rename: it reaches the caller as it is."""
+
+
+def _serialize(obj: Any, mode: _Scripts, whole: bool = False) -> bytes:
+    """Pickle `obj` with the C pickler, or with dill where it refuses and dill is installed."""
+    try:
+        return _pickle(obj, mode, whole)
+    except _CantSend:
+        raise
+    except _CANT_PICKLE:
+        pickler = _dill_pickler()
+        if pickler is None:
+            raise
+    buffer = io.BytesIO()
+    pickler(buffer, mode, whole).dump(obj)
+    return buffer.getvalue()
+
+
+def _dumps(obj: Any, what: str, travels: bool | None = None) -> bytes:
+    """Pickle `obj` for another process: the script's objects by value where it may lack the script.
+
+    `travels`: whether the reader may lack the script (default: where
+    workers come from ezq's fork server, or we are one of them); `True` for
+    an executor's workers, `False` for what goes back to the parent.
 
     Raises:
-        TypeError: neither can pickle it; the message names `what` and why.
+        TypeError: it can't be pickled; the message names `what` and why
+            (and the global that can't travel, if that is why).
     """
-    travels = main_by_value or _main_travels()
-    by_value = travels and _dill_pickler() is not None
+    if travels is None:
+        travels = _main_travels()
+    mode: _Scripts = "by name" if not _have_dill() else ("by value" if travels else "where needed")
     try:
-        data = _pickle(obj, by_value)
+        data = _serialize(obj, mode)
     except _CANT_PICKLE as exc:
-        return _dill_dumps(obj, what, exc)
-    if travels and not by_value and not _main_importable() and b"__main__" in data:
+        raise _cannot_pickle(obj, what, exc, mode) from exc
+    if travels and mode == "by name" and not _main_importable() and b"__main__" in data:
         raise TypeError(
             f"cannot pickle {what} ({type(obj).__name__}): it uses functions or classes of a script "
             "that workers can't import (python -c, stdin, a notebook); install dill (pip install dill) "
             "to send them by value, or move them into a module"
         )
     return data
+
+
+def _cannot_pickle(obj: Any, what: str, why: Exception, mode: _Scripts) -> TypeError:
+    """The error for `obj` that can't be pickled: it names the global that can't travel, if one can't."""
+    found = _global_that_fails(obj, mode)
+    if found is not None:
+        name, func, error = found
+        return TypeError(
+            f"cannot pickle {what}: {func.__qualname__}() uses the global {name!r}, which can't be sent to "
+            f"a process worker ({error}); create it inside the task instead"
+        )
+    if mode == "by name" and not isinstance(why, _CantSend):
+        return TypeError(
+            f"cannot pickle {what} ({type(obj).__name__}): {why}; "
+            "install dill (pip install dill) to send lambdas, closures and the like to process workers"
+        )
+    return TypeError(f"cannot pickle {what} ({type(obj).__name__}): {why}")
+
+
+def _global_that_fails(obj: Any, mode: _Scripts) -> tuple[str, types.FunctionType, Exception] | None:
+    """A global of a function in `obj` (sent by value) that can't be pickled: its name, function, error."""
+    seen: set[int] = set()
+    todo = [obj]
+    while todo:
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if type(item) in (tuple, list):
+            todo.extend(cast(Iterable[Any], item))
+        elif type(item) is dict:
+            todo.extend(cast(Any, item).values())
+        elif type(item) is types.FunctionType and item.__module__ == "__main__":
+            for name in _global_names(item.__code__):
+                value = item.__globals__.get(name)
+                if type(value) is types.FunctionType:
+                    todo.append(value)
+                elif name in item.__globals__ and type(value) is not types.ModuleType:
+                    try:
+                        _serialize(value, mode)
+                    except Exception as exc:
+                        return name, item, exc
+    return None
+
+
+@functools.cache
+def _have_dill() -> bool:
+    return importlib.util.find_spec("dill") is not None
+
+
+@functools.cache
+def _dill_pickler() -> Any:
+    """dill's pickler with ezq's reducers (imported on first need); `None` without dill."""
+    if not _have_dill():
+        return None
+    dill = importlib.import_module("dill")  # untyped
+
+    class DillPickler(_Reducers, dill.Pickler):  # type: ignore[misc,name-defined]
+        def __init__(self, file: io.BytesIO, mode: _Scripts, whole: bool) -> None:
+            dill.Pickler.__init__(self, file, protocol=5)
+            self.mode, self.whole, self.spaces = mode, whole, {}
+
+    return DillPickler
 
 
 def _main_travels() -> bool:
@@ -1682,147 +2345,6 @@ def _main_importable() -> bool:
     """`True` if workers can import the user's script, as spawn does (see `_Server.script`)."""
     main = sys.modules.get("__main__")
     return os.path.isfile(getattr(main, "__file__", None) or "") or bool(getattr(main, "__spec__", None))
-
-
-_PICKLERS = threading.local()  # per thread: a pickler and its buffer, by "by value" (see _pickle)
-
-
-def _pickle(obj: Any, main_by_value: bool) -> bytes:
-    """Pickle `obj` (protocol 5), the script's objects by value if asked (see `_MainPickler`).
-
-    A pickler kept per thread writing into one buffer costs less than
-    `pickle.dumps`, which makes both anew on every call, and it writes a
-    large bytes object straight into the buffer (1 MiB: 35 µs, not 0.8 ms).
-    """
-    kept: dict[bool, tuple[io.BytesIO, pickle.Pickler]] | None = getattr(_PICKLERS, "kept", None)
-    if kept is None:
-        kept = _PICKLERS.kept = {}
-    entry = kept.pop(main_by_value, None)  # taken out while in use, in case of a nested call
-    if entry is None:
-        buffer = io.BytesIO()
-        entry = buffer, _MainPickler(buffer) if main_by_value else pickle.Pickler(buffer, protocol=5)
-    buffer, pickler = entry
-    pickler.dump(obj)  # on an exception, the entry is dropped
-    data = buffer.getvalue()
-    buffer.seek(0)
-    buffer.truncate()
-    pickler.clear_memo()
-    kept[main_by_value] = entry
-    return data
-
-
-_CANT_PICKLE = (pickle.PicklingError, TypeError, AttributeError)
-"""What a pickler raises for an object it can't pickle (AttributeError: a local
-function before 3.14). Any other exception (from an object's own `__reduce__`,
-or from a signal handler that ran while we pickled) is not ours to retry or to
-rename: it reaches the caller as it is."""
-
-
-def _dill_dumps(obj: Any, what: str, why: Exception | None) -> bytes:
-    pickler = _dill_pickler()
-    if pickler is None:
-        raise TypeError(
-            f"cannot pickle {what} ({type(obj).__name__}): {why}; "
-            "install dill (pip install dill) to send lambdas, closures and the like to process workers"
-        ) from why
-    try:
-        return _pickle_with(pickler, obj)
-    except _CANT_PICKLE as exc:
-        raise TypeError(f"cannot pickle {what} ({type(obj).__name__}): {exc}") from exc
-
-
-def _pickle_with(pickler: Any, obj: Any, busy: frozenset[int] = frozenset()) -> bytes:
-    """Pickle `obj` with `pickler` (`_MainPickler` or the dill one), protocol 5."""
-    buffer = io.BytesIO()
-    pickler(buffer, busy).dump(obj)
-    return buffer.getvalue()
-
-
-def _reduce_main(obj: Any, busy: frozenset[int]) -> Any:
-    """Send a function or class of `__main__` by value, for `_from_main` to unpack.
-
-    `busy` holds the objects being pickled by value already (by the callers
-    up the stack): inside their own pickle, they refer to themselves as dill
-    does, which also breaks cycles between them.
-    """
-    if type(obj) is not types.FunctionType and not isinstance(obj, type):
-        return NotImplemented
-    if getattr(obj, "__module__", None) != "__main__" or id(obj) in busy:
-        return NotImplemented
-    value = _pickle_with(_dill_pickler(), obj, busy | {id(obj)})
-    return _from_main, (obj.__qualname__, value)
-
-
-def _from_main(qualname: str, value: bytes) -> Any:
-    """Unpickle a function or class of the user's script (see `_reduce_main`).
-
-    In the user's process that is the script's own object, so what comes
-    back from a worker is an instance of the script's class. In a worker
-    forked by ezq's server, the first copy that arrives is kept in its
-    `__main__`, so that every message there shares one class.
-    """
-    main = sys.modules["__main__"]
-    try:
-        return functools.reduce(getattr, qualname.split("."), main)
-    except AttributeError:
-        obj = pickle.loads(value)
-    if _state.served and qualname.isidentifier():
-        setattr(main, qualname, obj)
-    return obj
-
-
-class _MainPickler(pickle.Pickler):
-    """`pickle` in C, with functions and classes of `__main__` by value (see `_reduce_main`)."""
-
-    def __init__(self, file: io.BytesIO, busy: frozenset[int] = frozenset()) -> None:
-        super().__init__(file, protocol=5)
-        self.busy = busy
-
-    def reducer_override(self, obj: Any) -> Any:
-        return _reduce_main(obj, self.busy)
-
-
-@functools.cache
-def _dill_pickler() -> Any:
-    """dill's pickler, with the script's objects wrapped as `_MainPickler` does; `None` without dill."""
-    try:
-        dill = importlib.import_module("dill")  # optional, and untyped
-    except ImportError:
-        return None
-
-    class DillPickler(dill.Pickler):  # type: ignore[misc,name-defined]
-        def __init__(self, file: io.BytesIO, busy: frozenset[int]) -> None:
-            # recurse: the globals a function uses travel with it, with their values now
-            super().__init__(file, protocol=5, recurse=True)  # pyright: ignore[reportUnknownMemberType]
-            self.busy = busy
-
-        def reducer_override(self, obj: Any) -> Any:
-            return _reduce_main(obj, self.busy)
-
-    _fix_dill_code(DillPickler)
-    return DillPickler
-
-
-def _fix_dill_code(pickler: Any) -> bool:
-    """Let `pickler` pickle code objects where dill can't; `True` if it needed that.
-
-    dill 0.4.1, the newest release, reads `co_lnotab`, which CPython 3.15
-    removed, so it can't pickle any function there. dill fixed it
-    (https://github.com/uqfoundation/dill/pull/755) but has not released the
-    fix. Until it does, code objects travel by `marshal`, which workers (the
-    same interpreter) read back; the probe steps aside once dill manages.
-    """
-    try:
-        _pickle_with(pickler, _fix_dill_code.__code__)
-        return False
-    except AttributeError:
-        pickler.dispatch = type(pickler.dispatch)(pickler.dispatch)  # ours, not dill's
-        pickler.dispatch[types.CodeType] = _save_code
-        return True
-
-
-def _save_code(pickler: Any, code: types.CodeType) -> None:
-    pickler.save_reduce(marshal.loads, (marshal.dumps(code),), obj=code)
 
 
 class _Attach:
@@ -1866,6 +2388,40 @@ def _attached_q(index: int) -> Q[Any]:
     return _ATTACHED[index]
 
 
+@dataclass
+class _Settings:
+    """The process-wide settings that a fork carries to a worker, taken at the call.
+
+    Under spawn and forkserver, a worker starts from a fresh interpreter:
+    what the script set at its top has to come along. (Under fork too, for
+    the decimal context, which is the calling thread's.)
+    """
+
+    recursion_limit: int
+    int_max_str_digits: int | None  # 3.11+
+    decimal_context: Any  # the calling thread's, where decimal is in use
+    warnings_filters: list[Any]
+
+    @classmethod
+    def now(cls) -> _Settings:
+        decimal = sys.modules.get("decimal")
+        return cls(
+            sys.getrecursionlimit(),
+            getattr(sys, "get_int_max_str_digits", lambda: None)(),
+            None if decimal is None else decimal.getcontext(),
+            list(warnings.filters),
+        )
+
+    def apply(self) -> None:
+        sys.setrecursionlimit(self.recursion_limit)
+        if self.int_max_str_digits is not None:
+            sys.set_int_max_str_digits(self.int_max_str_digits)
+        if self.decimal_context is not None:
+            importlib.import_module("decimal").setcontext(self.decimal_context)
+        cast(list[Any], warnings.filters)[:] = self.warnings_filters
+        cast(Callable[[], None], getattr(warnings, "_filters_mutated"))()  # noqa: B009 (as filterwarnings does)
+
+
 class _Payload:
     """What a new process worker needs: pickled bytes and the queues they mention."""
 
@@ -1875,8 +2431,9 @@ class _Payload:
 
     @classmethod
     def dump(cls, obj: Any, what: str) -> _Payload:
+        _calls[0] += 1  # a new call: a class's pickle carries its globals' values now (see _blob)
         with _Attach() as attach:
-            data = _dumps(obj, what)
+            data = _dumps((_Settings.now(), obj), what)
         return cls(data, attach.homes)
 
     def start(
@@ -1930,9 +2487,11 @@ class _Payload:
             remotes = [_Remote(uplink, index, down, size) for index, (down, size) in enumerate(downs)]
         _ATTACHED[:] = [Q._remote(remote) for remote in remotes]  # pyright: ignore[reportPrivateUsage]
         try:
-            return pickle.loads(data), remotes
+            settings, obj = pickle.loads(data)
         finally:
             _ATTACHED.clear()
+        settings.apply()
+        return obj, remotes
 
 
 _Ends = tuple["Connection | None", list[tuple[Connection, "_SharedInts"]]]
@@ -1962,7 +2521,7 @@ def _pack_exception(exc: BaseException) -> bytes:
     tb = exc.__traceback__.tb_next if exc.__traceback__ else None
     text = "".join(traceback.format_exception(type(exc), exc, tb))
     try:
-        return pickle.dumps((exc, text), protocol=5)
+        return _dumps((exc, text), "an exception", travels=False)
     except Exception:  # an exception that won't pickle travels as text
         return pickle.dumps((None, (type(exc).__qualname__, str(exc)), text), protocol=5)
 
@@ -2021,6 +2580,8 @@ class _State:
     hub: _Hub | None = None  # reads this process's workers' uplinks (see _hub)
     lifeline: tuple[Connection, Connection] | None = None  # see _lifeline
     pid = os.getpid()  # kept up to date at a fork: os.getpid() is a system call
+    script = os.urandom(6).hex()  # stands for the user's script (see _namespace); workers get the parent's
+    mint = os.urandom(6).hex()  # this process's prefix for new tokens (see _token); a fork takes another
 
 
 _state = _State()
@@ -2045,6 +2606,7 @@ def _after_fork_in_child() -> None:
     # its fd number may already belong to one of the child's own pipes.
     # The lifeline is never closed, so its number is safe.)
     _state.pid = os.getpid()
+    _state.mint = os.urandom(6).hex()
     _state.hub = None  # its thread did not come along
     if _state.server is not None:  # the server must see EOF when its parent exits
         _state.server.sock.close()
@@ -2226,7 +2788,7 @@ def _add_note(error: BaseException, note: str) -> None:
 # interpreter, started once per parent process on first use, that has
 # imported ezq (and dill) and nothing of the user's, and forks a worker on
 # each request. What a task needs from the script travels with it (see
-# `_from_main`); where dill is missing, workers import the script as spawn
+# "Serialization"); where dill is missing, workers import the script as spawn
 # does (`_Server.script`).
 #
 # Parent and server talk over a socket pair: the parent sends one byte and
@@ -2269,6 +2831,7 @@ def _start_process(target: Callable[..., None], args: tuple[Any, ...], name: str
 
 def _start_process_now(target: Callable[..., None], args: tuple[Any, ...], name: str) -> _Process:
     if _start_method() == "fork":
+        _tokenize_script()
         context = multiprocessing.get_context("fork")
         process = context.Process(target=target, args=args, name=name, daemon=True)
         if threading.current_thread() is threading.main_thread() and sys.platform == "linux":
@@ -2347,7 +2910,12 @@ class _Server:
     def __init__(self) -> None:
         ours, theirs = socket.socketpair()
         module = sys.modules[__name__]
-        config = json.dumps([__name__, module.__file__, sys.path, theirs.fileno()])
+        path = [
+            os.fsdecode(cast(Any, entry))
+            for entry in cast(list[object], sys.path)
+            if isinstance(entry, (str, os.PathLike))
+        ]
+        config = json.dumps([__name__, module.__file__, path, theirs.fileno()])
         flags: list[str] = getattr(subprocess, "_args_from_interpreter_flags", list)()
         executable = multiprocessing.spawn.get_executable() or sys.executable
         command = [os.fsdecode(executable), *flags, "-c", _SERVER_CODE, "ezq-forkserver", config]
@@ -2368,7 +2936,7 @@ class _Server:
         self.requests = itertools.count(1)
         self.environ = dict(os.environ)  # what the server has; workers get changes made since
         self.script: dict[str, str] = {}  # how workers import the script (only without dill)
-        if _dill_pickler() is None and _main_importable():
+        if not _have_dill() and _main_importable():
             data = multiprocessing.spawn.get_preparation_data("ezq")
             self.script = {k: v for k, v in data.items() if k.startswith("init_main_from_")}
 
@@ -2377,7 +2945,7 @@ class _Server:
         call = io.BytesIO()
         _FdPickler(call, fds).dump((target, args))
         environ = None if os.environ == self.environ else dict(os.environ)
-        boot = (os.getcwd(), sys.path, sys.argv, environ, self.script, call.getvalue())
+        boot = (os.getcwd(), sys.path, sys.argv, environ, self.script, _state.script, call.getvalue())
         stdio = [1, 2] if all(_is_open(fd) for fd in (1, 2)) else []
         boot_r, boot_w = os.pipe()
         status_r, status_w = os.pipe()
@@ -2454,7 +3022,6 @@ class _FdUnpickler(pickle.Unpickler):
 def _serve(sock_fd: int) -> None:  # pyright: ignore[reportUnusedFunction] (see _SERVER_CODE)
     """Main loop of the fork server: fork a worker per request, report each one's exit."""
     sock = socket.socket(fileno=sock_fd)
-    _dill_pickler()  # import dill here once, not in every worker
     if sys.platform == "linux":
         importlib.import_module("ctypes")  # for _die_with_parent in every worker: import it once
     wake_r, wake_w = os.pipe()
@@ -2522,7 +3089,7 @@ def _served_child(stdio: int, fds: list[int]) -> NoReturn:
             frame = _read_frame(boot)
         except EOFError:  # the parent's start was interrupted: no one waits for us
             os._exit(1)
-        cwd, path, argv, environ, script, call = pickle.loads(frame)
+        cwd, path, argv, environ, script, _state.script, call = pickle.loads(frame)
         os.close(boot)
         os.chdir(cwd)
         sys.path[:], sys.argv[:] = path, argv
@@ -3552,8 +4119,8 @@ def _map_worker(
             out, failure, seconds = _call_each(task, star, chunk, first, view)
             error = None if failure is None else (len(out), _pack_exception(failure))
             try:
-                reply = _pickle((job, out, error, seconds), False)
-            except Exception:  # the SIGUSR2 handler raises a BaseException, never this
+                reply = _dumps((job, out, error, seconds), "map results", travels=False)
+            except Exception:  # (the SIGUSR2 handler raises a BaseException, never this)
                 reply = _dumps_results(job, out, error, seconds)
             _write_frame(results_fd, reply)
     except EOFError:
@@ -3563,16 +4130,13 @@ def _map_worker(
 
 
 def _dumps_results(job: int, out: list[Any], error: Any, seconds: float) -> bytes:
-    """Pickle results that `pickle` refused, or report the first that can't be sent."""
-    try:
-        return _dumps((job, out, error, seconds), what="map results")
-    except Exception:
-        for index, result in enumerate(out):
-            try:
-                _dumps(result, what=f"the result of map item {index} of its chunk")
-            except Exception as exc:
-                return pickle.dumps((job, out[:index], (index, _pack_exception(exc)), seconds), protocol=5)
-        raise
+    """Report the first result of a chunk that can't be pickled, as its error."""
+    for index, result in enumerate(out):
+        try:
+            _dumps(result, what=f"the result of map item {index} of its chunk", travels=False)
+        except Exception as exc:
+            return pickle.dumps((job, out[:index], (index, _pack_exception(exc)), seconds), protocol=5)
+    raise TypeError("cannot pickle the results of a chunk")  # (each alone can: not seen so far)
 
 
 def _call_each(

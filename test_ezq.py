@@ -19,7 +19,6 @@ import itertools
 import json
 import multiprocessing
 import os
-import pickle
 import re
 import resource
 import signal
@@ -229,17 +228,17 @@ def boom(x: int) -> int:
     return x
 
 
-class LockedError(Exception):
-    """An exception that can't be pickled (it holds a lock)."""
+class PendingError(Exception):
+    """An exception that can't be pickled, even by dill (it holds a generator)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.lock = threading.Lock()
+        self.pending = (i for i in range(3))
 
 
 def raise_unpicklable(x: int) -> int:
     """Raise an exception that can't travel back by pickle."""
-    raise LockedError(f"locked {x}")
+    raise PendingError(f"pending {x}")
 
 
 def give_a_generator(x: int) -> Iterator[int]:
@@ -602,29 +601,6 @@ def test_without_dill_a_function_of_a_script_without_a_file_asks_for_dill(method
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 1
     assert "workers can't import (python -c, stdin, a notebook); install dill" in done.stderr
-
-
-def test_dills_code_pickling_is_patched_only_where_it_fails() -> None:
-    dill = pytest.importorskip("dill")
-
-    class Pickler(dill.Pickler):  # type: ignore[misc,name-defined]
-        def __init__(self, file: Any, busy: Any) -> None:
-            super().__init__(file, protocol=5)
-
-    def cannot(pickler: Any, code: Any) -> None:
-        raise AttributeError("'code' object has no attribute 'co_lnotab'")  # dill 0.4.1 on 3.15
-
-    try:
-        dill.dumps(lambda: 0)
-        dill_works = True
-    except AttributeError:
-        dill_works = False
-    assert ezq._fix_dill_code(Pickler) is not dill_works
-    Pickler.dispatch = type(Pickler.dispatch)(Pickler.dispatch)
-    Pickler.dispatch[type(cannot.__code__)] = cannot
-    assert ezq._fix_dill_code(Pickler), "expected the workaround where dill fails"
-    assert pickle.loads(ezq._pickle_with(Pickler, lambda x: x + 1))(1) == 2
-    assert dill.Pickler.dispatch.get(type(cannot.__code__)) is not ezq._save_code, "expected dill untouched"
 
 
 ## Msg and constants ##
@@ -1089,11 +1065,11 @@ def test_map_cancels_the_remaining_work_after_an_exception(kind: str) -> None:
 
 
 def test_an_exception_that_cannot_be_pickled_still_arrives(start_method: str) -> None:
-    with pytest.raises(ezq.WorkerError, match="LockedError: locked 5") as info:
+    with pytest.raises(ezq.WorkerError, match="PendingError: pending 5") as info:
         list(ezq.map(raise_unpicklable, [5]))
     assert "in raise_unpicklable" in str(info.value.__cause__), "expected the worker's traceback text"
     worker = ezq.run(raise_unpicklable, 6)
-    with pytest.raises(ezq.WorkerError, match="LockedError: locked 6"):
+    with pytest.raises(ezq.WorkerError, match="PendingError: pending 6"):
         worker.join()
 
 
