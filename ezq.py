@@ -4,50 +4,59 @@
 >>> list(ezq.map(abs, [-1, 2, -3], kind="thread"))
 [1, 2, 3]
 
-One file, one optional dependency (`dill`, for lambdas and closures in process
-workers). Copy it into your project if you like.
+One file, one dependency (`dill`, for lambdas and closures in process workers).
+Copy it into your project if you like. POSIX only (Linux, macOS).
 
-How a process queue works
--------------------------
-A `Q()` keeps its messages in the process that created it (its "home", usually
-the main process). A process worker gets one pipe up to its parent (its
-"uplink", shared by all the queues it was given) and one pipe down per queue.
-One thread per parent process, the hub, reads every uplink::
+How it works
+------------
+In the process that starts workers, one thread, the hub, owns every pipe to
+a worker, every worker process and every timer. Your threads hand it work
+in one atomic step each (a message appended to a queue's deque, a request
+appended to the hub's inbox) and take answers the same way, so a Ctrl-C in
+one of them lands before or after a hand-off, never inside shared state::
 
-    worker A                        home process                     worker B
-    q.put(x) --pickle--> [uplink A] --> hub --> frames of q --> [downlink B] --> for msg in q:
-                                         ^     (a deque)                         (when empty, asks
-    q.put(y) in the home --pickle--------+--------^                               "D n" on uplink B)
+    your threads                     the hub (a thread)                  a worker process
+    q.put(x) --pickle--> [Q's frames] --a batch--> [down pipe] --> pump --> for msg in q:
+    for msg in q: <----- [Q's frames] <----------- [up pipe]   <-- pump <-- q.put(y)
+    run(), map() -----> [inbox] --> fork, or ask the fork server --> a new worker
+    map(): chunks -----> [inbox] --> [down pipe] ...       results <-- [up pipe]
+    join(), stop() <---- its end (up pipe closed, exit code known)
 
-- A `put` pickles at the call (so a bad value raises there) and writes to the
-  worker's uplink. The hub always drains uplinks into memory, so a worker never
-  blocks on a full pipe and can always exit: the "join before drain" deadlock
-  of `multiprocessing.Queue` cannot happen.
-- A reader asks the home for messages only when it has none, and the home
-  answers with one batch. Batches grow while the reader consumes quickly and
-  shrink to one message when each message takes long, so slow work stays
-  balanced between workers and fast work moves in bulk. A batch never holds
-  more than one end marker, and a reader that stops early hands unread
-  messages back, so every message reaches exactly one reader.
-- No pipe is shared between processes, so no cross-process lock exists that a
-  killed worker could leave locked.
+- A worker has two pipes: down (its task, map chunks, batches of its queues'
+  messages) and up (what it puts, requests for batches, map results, its
+  report, its log records). Every pipe, and the fork server's socket, carries
+  frames of one format, through one type (`_Wire`).
+- The hub never blocks on a pipe: it reads what a worker writes as soon as
+  it is written and writes what a pipe can't take now once it can. So a
+  worker never waits on a full pipe and can always exit (the "join before
+  drain" deadlock of `multiprocessing.Queue` can't happen), and a stopped or
+  slow worker holds up only its own pipes.
+- A queue keeps its messages in the process that made it (its home). A
+  reader in a worker asks for a batch when it has none; batches grow while
+  the reader keeps up and shrink to one message when each takes long, so
+  slow work stays balanced and fast work moves in bulk.
+- In a worker, one thread (the pump) alone reads and writes its pipes: the
+  task's own signal handlers, which run in its main thread, can't cut a read
+  or a write in two.
+- The hub notices every worker's end (its up pipe closes) and takes its exit
+  code, so `join()`, `stop()` and `map` know at once that a worker died.
 
 How process workers start
 -------------------------
-Under fork, a worker is a fork of the caller and sees its state at the call.
-Under spawn and forkserver, ezq starts (once per process, on first use) its
-own fork server: a fresh interpreter that has imported ezq and dill and
+Under fork, the hub forks the worker, which sees the caller's state at the
+call. Under spawn and forkserver, ezq starts (once per process, on first
+use) its own fork server: a fresh interpreter that has imported ezq and
 nothing of the user's script, and forks each worker on request. The script
-never runs again; what a task needs of it travels by value (see "Serialization").
+never runs again; what a task needs of it travels by value (see
+"Serialization").
 
 How `map` works
 ---------------
-`map` does not use `Q`: it sends chunks of input straight to each worker over
-its own pipes (never blocking on a write, so it can't deadlock against a
-worker's results), keeps a bounded window of chunks in flight, sizes chunks so
-each takes about 10 ms of work on processes (1 ms on threads, 100 ms on an
-executor), and feeds only as many workers as keep up with the caller. With
-`executor=`, the same scheduler submits chunks to an executor.
+`map` sends chunks of input straight to each worker's down pipe, keeps a
+bounded window of chunks in flight, sizes chunks so each takes about 10 ms
+of work on processes (1 ms on threads, 100 ms on an executor), and feeds only
+as many workers as keep up with the caller. With `executor=`, the same
+scheduler submits chunks to an executor.
 
 NOTE: this module defines `map`, which shadows the builtin inside this file;
 internally we use `builtins.map` where the builtin is meant.
@@ -80,6 +89,7 @@ import multiprocessing.spawn
 import os
 import pickle
 import queue
+import re
 import select
 import signal
 import socket
@@ -99,22 +109,24 @@ from collections.abc import Iterable
 from collections.abc import Iterator
 from collections.abc import Sequence
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
+from dataclasses import field
 from operator import attrgetter
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import Generic
 from typing import Literal
 from typing import NoReturn
-from typing import Protocol
 from typing import TypeVar
 from typing import cast
+
+if os.name != "posix":  # pragma: no cover
+    raise ImportError("ezq runs on POSIX systems only (Linux, macOS): it needs fork, pipes and poll")
 
 if TYPE_CHECKING:  # pragma: no cover
     from concurrent.futures import Executor
     from concurrent.futures import Future
 
-__version__ = "4.2.3"
+__version__ = "5.0.0"
 __all__ = (
     "END_MSG",
     "IS_MACOS",
@@ -240,7 +252,7 @@ class Q(Generic[T]):
             ValueError: `kind` is neither `"process"` nor `"thread"`.
         """
         if kind == "process":
-            self._impl: _Home | _Remote | _Local = _Home()
+            self._impl: _Home | _Away | _Local = _Home()
         elif kind == "thread":
             self._impl = _Local()
         else:
@@ -364,15 +376,16 @@ class Q(Generic[T]):
             TypeError / ValueError: `workers` is not a `Worker` or an
                 iterable of them, or a bad `timeout`.
         """
-        # Q and Worker work together here; the helpers are Worker's private business.
-        group = Worker._group(workers)  # pyright: ignore[reportPrivateUsage]
+        group = _workers(workers)
         limit = _check_timeout(timeout)
-        for worker in group:
-            # stopped twice: no stale end marker
-            if not worker._done and worker not in self._ended:  # pyright: ignore[reportPrivateUsage]
-                self.end()
-                self._ended.add(worker)
-        Worker._join_all(group, limit)  # pyright: ignore[reportPrivateUsage]
+        # (Which ones first: a thread worker may read an end marker and finish before its turn.)
+        running = [
+            w for w in group if w.is_alive() and w not in self._ended
+        ]  # stopped twice: no stale marker
+        for worker in running:
+            self.end()
+            self._ended.add(worker)
+        _join_all(group, limit)
         return self
 
     def qsize(self) -> int:
@@ -384,9 +397,9 @@ class Q(Generic[T]):
         return self.qsize() == 0
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # A process queue travels only to a worker being started, which gets a
-        # private pair of pipes to the home (see _Attach). Anywhere else there
-        # would be no pipe to talk through.
+        # A process queue travels only to a worker being started, whose pipes
+        # then carry its messages (see _Attach). Anywhere else there would be
+        # no pipe to talk through.
         if self.kind == "thread":
             raise TypeError("a Q('thread') can't be sent to a process worker; use Q() (a process queue)")
         attach = _Attach.current()
@@ -398,10 +411,10 @@ class Q(Generic[T]):
         return (_attached_q, (attach.add(self._impl),))
 
     @classmethod
-    def _remote(cls, remote: _Remote) -> Q[Any]:
+    def _away(cls, away: _Away) -> Q[Any]:
         """The worker's side of a process queue that its parent sent it."""
         q: Q[Any] = cls.__new__(cls)
-        q._impl, q.kind, q._cache, q._ended = remote, "process", None, weakref.WeakSet()
+        q._impl, q.kind, q._cache, q._ended = away, "process", None, weakref.WeakSet()
         return q
 
 
@@ -417,26 +430,13 @@ class Worker:
     workers are daemon threads.
     """
 
-    # States: running (_done False), then done (_done True, _handle closed, and
-    # _error set if it failed). A process worker's report (b"" or its
-    # exception) may be read before its exit code (_reported). _collect() moves
-    # from one to the other, under _lock, in whichever thread calls it.
-
     def __init__(self, name: str) -> None:
         """Use `Worker.process` / `Worker.thread` (or `run` / `run_thread`) instead."""
         self.name = name
         """The worker's name, used in error messages."""
-        self._process: _Process | None = None
-        self._link: _Link | None = None  # a process worker's pipes for its queues
-        self._thread: threading.Thread | None = None
-        self._handle: Connection | None = None  # readable when the worker has news
-        self._done = False
-        self._reported = False  # a process worker's report (b"" or an exception) was read
-        self._error: BaseException | None = None
-        # _collect may run in several threads at once (join() in two threads,
-        # stop() while another joins): it reads the report and closes the
-        # handle once, under this lock.
-        self._lock = threading.Lock()
+        self._child: _Child | None = None  # a process worker, as the hub keeps it
+        self._thread: _ThreadRun | None = None  # a thread worker
+        self._errors: dict[str, BaseException] = {}  # the error it ended with, made once (see _error)
 
     @classmethod
     def process(cls, task: Callable[..., Any], *args: Any, **kwargs: Any) -> Worker:
@@ -450,14 +450,14 @@ class Worker:
             TypeError: `task` is not callable, or an argument can't be pickled.
             RuntimeError: called inside a process worker (process workers can
                 start thread workers, but not process workers).
+            OSError: the system can't start a process now (too many processes
+                or open files): that start fails, and nothing else.
         """
         _check_callable(task)
         _check_can_start_processes()
         worker = cls(_worker_name(task))
         payload = _Payload.dump((task, args, kwargs), what="the task or its arguments")
-        status_r, status_w = multiprocessing.Pipe(duplex=False)
-        worker._handle = status_r
-        worker._process, worker._link = payload.start(_process_worker, (status_w,), worker.name)
+        worker._child = _hub().start(payload, worker.name)
         return worker
 
     @classmethod
@@ -469,42 +469,26 @@ class Worker:
         """
         _check_callable(task)
         worker = cls(_worker_name(task))
-        done_r, done_w = multiprocessing.Pipe(duplex=False)
-        worker._handle = done_r
-        worker._thread = threading.Thread(
-            target=worker._run_in_thread, args=(task, args, kwargs, done_w), name=worker.name, daemon=True
-        )
-        worker._thread.start()
+        worker._thread = _ThreadRun(task, args, kwargs, worker.name)
         return worker
 
-    def _run_in_thread(self, task: Callable[..., Any], args: Any, kwargs: Any, done: Connection) -> None:
-        try:
-            task(*args, **kwargs)
-        except BaseException as exc:  # reported by join() / stop()
-            self._error = exc
-        finally:
-            done.send_bytes(b"")
-            done.close()
-
     def __repr__(self) -> str:
-        kind = "process" if self._process else "thread"
+        kind = "process" if self._child else "thread"
         return f"<ezq.Worker {kind} {self.name!r} alive={self.is_alive()}>"
 
     @property
     def pid(self) -> int | None:
         """Process id of a process worker; `None` for a thread worker."""
-        return self._process.pid if self._process else None
+        return self._child.pid if self._child else None
 
     @property
     def exitcode(self) -> int | None:
         """Exit code of a finished process worker (negative: killed by that signal); else `None`."""
-        return self._process.exitcode if self._process else None
+        return self._child.exitcode if self._child and self._child.ended else None
 
     def is_alive(self) -> bool:
         """`True` while the worker's function is running."""
-        if self._process:
-            return self._process.is_alive()
-        return self._thread is not None and self._thread.is_alive()
+        return not self._finished()
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until the worker finishes (or `timeout` seconds pass).
@@ -517,21 +501,15 @@ class Worker:
                 worker's traceback as its `__cause__` for a process worker.
             WorkerError: the worker process died (non-zero exit code or signal).
         """
-        deadline = math.inf if timeout is None else time.monotonic() + timeout
         try:
-            self._collect()  # it may have finished already: then even timeout=0 says how
-            while not self._done:
-                _check_hub()  # a worker may wait on it to take what it puts
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return  # timed out
-                if _wait_any(self._waitables(), min(left, _TICK)):
-                    self._collect()
+            if not _wait(self._finished, [self._changed()], timeout):
+                return  # (timed out)
         except BaseException:  # Ctrl-C: take the worker down with us
             self._terminate()
             raise
-        if self._error is not None:
-            raise self._error
+        error = self._error()
+        if error is not None:
+            raise error
 
     def terminate(self) -> None:
         """Ask a process worker to stop (SIGTERM); `join()` then raises `WorkerError` naming the signal.
@@ -541,7 +519,7 @@ class Worker:
         Raises:
             TypeError: for a thread worker: Python can't stop a thread from outside.
         """
-        self._signal("terminate")
+        _hub().signal(self._process(), signal.SIGTERM)
 
     def kill(self) -> None:
         """Stop a process worker now (SIGKILL); `join()` then raises `WorkerError` naming the signal.
@@ -549,134 +527,46 @@ class Worker:
         Raises:
             TypeError: for a thread worker: Python can't stop a thread from outside.
         """
-        self._signal("kill")
+        _hub().signal(self._process(), signal.SIGKILL)
 
-    def _signal(self, how: Literal["terminate", "kill"]) -> None:
-        if self._process is None:
+    def _process(self) -> _Child:
+        if self._child is None:
             raise TypeError(f"worker {self.name!r} is a thread: Python can't stop a thread from outside")
-        _under(self._lock, self._signal_locked, self._process, how)
+        return self._child
 
-    def _signal_locked(self, process: _Process, how: Literal["terminate", "kill"]) -> None:
-        if not self._done:  # else its pid may be another process's by now
-            getattr(process, how)()
+    def _finished(self) -> bool:
+        if self._child is not None:
+            return self._child.ended
+        return self._thread is None or self._thread.done
 
-    def _waitables(self) -> list[int]:
-        """File descriptors that become readable when this worker has news."""
-        return _under(self._lock, self._waitables_locked)  # not while another thread closes the handle
+    def _changed(self) -> _Event:
+        return self._child.changed if self._child is not None else cast(_ThreadRun, self._thread).changed
 
-    def _waitables_locked(self) -> list[int]:
-        if self._done or self._handle is None:
-            return []
-        handle = [] if self._reported else [self._handle.fileno()]
-        return handle + ([self._process.sentinel] if self._process else [])
+    def _error(self) -> BaseException | None:
+        """What the finished worker ended with: its function's exception, or a `WorkerError` if it died.
 
-    def _collect(self) -> None:
-        """Read what the worker has reported; mark it done if it has finished."""
-        _under(self._lock, self._collect_locked)
-
-    def _collect_locked(self) -> None:
-        handle = self._handle
-        if self._done or handle is None:
-            return
-        if self._thread is not None:
-            if _readable(handle.fileno()):
-                self._thread.join()
-                self._finish()
-            return
-        process = self._process
-        assert process is not None
-        # The exit code first: once the process has exited, its report (if
-        # any) is in the pipe. Read the other way round, a worker that reports
-        # and exits between the two reads would look as if it died.
-        code = process.exitcode
-        if not self._reported and (code is not None or _readable(handle.fileno())):
-            try:
-                report = handle.recv_bytes()
-            except (EOFError, OSError):  # it exited without a word
-                report = b""
-            if report:
-                self._error = _unpack_exception(report, f"raised in worker {self.name} (pid {process.pid})")
-            self._reported = True
-        if code is None:
-            return
-        if self._error is None and code:
-            self._error = WorkerError(
-                f"worker {self.name} (pid {process.pid}) {_describe_exit(code)}", self.name, code
-            )
-        self._finish()
-
-    def _finish(self) -> None:
-        self._done = True
-        _retire(self._link)
-        if self._handle is not None:
-            self._handle.close()
+        Made once, so that every `join()` raises the same exception object.
+        """
+        if not self._errors:
+            error = self._child.error() if self._child is not None else cast(_ThreadRun, self._thread).error
+            if error is None:
+                return None
+            self._errors.setdefault("error", error)  # (one step: another thread may be here too)
+        return self._errors["error"]
 
     def _died(self) -> bool:
         """`True` if this finished process worker died instead of returning or raising."""
-        return isinstance(self._error, WorkerError) and self._error.exitcode is not None
+        error = self._error()
+        return isinstance(error, WorkerError) and error.exitcode is not None
 
     def _terminate(self) -> None:
-        """Stop a process worker now (thread workers can't be stopped)."""
-        if self._process is not None and not self._done:
-            _kill([self._process])
-            self._collect()
+        """Stop a process worker now, and wait (a little) until it has gone; thread workers can't be stopped."""
+        if self._child is not None and not self._child.ended:
+            _hub().end_child(self._child)
+            _wait(self._finished, [self._changed()], _GRACE + 1)
 
-    @staticmethod
-    def _group(workers: object) -> list[Worker]:
-        """`workers` as a list: a `Worker`, or an iterable of them (checked: callers may be untyped)."""
-        group = [workers] if isinstance(workers, Worker) else workers
-        try:
-            group = list(cast(Iterable[object], group))
-        except TypeError:
-            kind = type(workers).__name__
-            raise TypeError(f"expected a Worker or an iterable of Workers, not {kind}") from None
-        for worker in group:
-            if not isinstance(worker, Worker):
-                raise TypeError(f"expected a Worker or an iterable of Workers, got a {type(worker).__name__}")
-        return cast(list[Worker], group)
-
-    @staticmethod
-    def _join_all(workers: list[Worker], timeout: float | None = None) -> None:
-        """Wait for every worker (at most `timeout` seconds); raise the first failure (see `Q.stop`)."""
-        pending = [w for w in workers if not w._done]
-        dead: Worker | None = None
-        deadline = math.inf if timeout is None else time.monotonic() + timeout
-        try:
-            while pending and dead is None:
-                _check_hub()
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    names = ", ".join(
-                        repr(w.name) + ("" if w.pid is None else f" (pid {w.pid})") for w in pending
-                    )
-                    raise TimeoutError(f"{len(pending)} worker(s) still running after {timeout} s: {names}")
-                _wait_any([h for w in pending for h in w._waitables()], min(left, _TICK))
-                for worker in list(pending):
-                    worker._collect()
-                    if worker._done:
-                        pending.remove(worker)
-                        if dead is None and worker._died():
-                            dead = worker
-        except TimeoutError:
-            raise  # the caller decides what becomes of the workers
-        except BaseException:
-            for worker in pending:  # Ctrl-C: take the workers down
-                worker._terminate()
-            raise
-        for worker in pending:  # a worker died: take the others down
-            worker._terminate()
-        if dead is not None:
-            error = dead._error
-            assert error is not None
-            if pending:
-                _add_note(error, f"ezq terminated the {len(pending)} other worker(s) being stopped")
-            raise error
-        failed = [w._error for w in workers if w._error is not None]
-        if failed:
-            if len(failed) > 1:
-                note = f"{len(failed)} of {len(workers)} workers failed; this is the first error"
-                _add_note(failed[0], note)
-            raise failed[0]
+    def __reduce__(self) -> tuple[Any, ...]:
+        raise TypeError("a Worker can't be sent to another process: join it where it was started")
 
 
 def run(task: Callable[..., Any], *args: Any, **kwargs: Any) -> Worker:
@@ -687,6 +577,54 @@ def run(task: Callable[..., Any], *args: Any, **kwargs: Any) -> Worker:
 def run_thread(task: Callable[..., Any], *args: Any, **kwargs: Any) -> Worker:
     """Start `task(*args, **kwargs)` in a thread worker (alias of `Worker.thread`)."""
     return Worker.thread(task, *args, **kwargs)
+
+
+def _workers(workers: object) -> list[Worker]:
+    """`workers` as a list: a `Worker`, or an iterable of them (checked: callers may be untyped)."""
+    group = [workers] if isinstance(workers, Worker) else workers
+    try:
+        group = list(cast(Iterable[object], group))
+    except TypeError:
+        raise TypeError(
+            f"expected a Worker or an iterable of Workers, not {type(workers).__name__}"
+        ) from None
+    for worker in group:
+        if not isinstance(worker, Worker):
+            raise TypeError(f"expected a Worker or an iterable of Workers, got a {type(worker).__name__}")
+    return cast(list[Worker], group)
+
+
+def _join_all(workers: list[Worker], timeout: float | None = None) -> None:
+    """Wait for every worker (at most `timeout` seconds); raise the first failure (see `Q.stop`)."""
+
+    def settled() -> bool:  # all done, or one died
+        return all(w._finished() for w in workers) or any(w._finished() and w._died() for w in workers)
+
+    try:
+        if not _wait(settled, [w._changed() for w in workers], timeout):
+            pending = [w for w in workers if not w._finished()]
+            names = ", ".join(repr(w.name) + ("" if w.pid is None else f" (pid {w.pid})") for w in pending)
+            raise TimeoutError(f"{len(pending)} worker(s) still running after {timeout} s: {names}")
+    except TimeoutError:
+        raise  # the caller decides what becomes of the workers
+    except BaseException:  # Ctrl-C: take the workers down
+        for worker in workers:
+            worker._terminate()
+        raise
+    dead = next((w for w in workers if w._finished() and w._died()), None)
+    if dead is not None:  # a worker died: take the others down, as their queue may have lost messages
+        pending = [w for w in workers if not w._finished()]
+        for worker in pending:
+            worker._terminate()
+        error = cast(BaseException, dead._error())
+        if pending:
+            _add_note(error, f"ezq terminated the {len(pending)} other worker(s) being stopped")
+        raise error
+    failed = [error for error in (w._error() for w in workers) if error is not None]
+    if failed:
+        if len(failed) > 1:
+            _add_note(failed[0], f"{len(failed)} of {len(workers)} workers failed; this is the first error")
+        raise failed[0]
 
 
 ## map ##
@@ -735,13 +673,15 @@ def map(
             worker, the call is interrupted (`finally` blocks run; the
             worker's traceback, the `__cause__`, shows where it was stuck)
             and the worker is killed, after a second if the call doesn't
-            stop. A thread can't be stopped: the call runs on in its
-            daemon thread (which doesn't keep the program from exiting)
-            and its result is dropped. With an `executor`, chunks hold one
-            item (`chunksize` must be 1 or left out), a call's clock starts
-            when it is among the `num` oldest unfinished calls, and a call
-            that runs out of time is cancelled only if the executor can
-            cancel a running call (`concurrent.futures` can't: it runs on).
+            stop (even a bare `except:` that swallows the interrupt doesn't
+            keep the call from timing out). A thread can't be stopped: the
+            call runs on in its daemon thread (which doesn't keep the program
+            from exiting) and its result is dropped. With an `executor`,
+            chunks hold one item (`chunksize` must be 1 or left out), a
+            call's clock starts when it is among the `num` oldest unfinished
+            calls, and a call that runs out of time is cancelled only if the
+            executor can cancel a running call (`concurrent.futures` can't:
+            it runs on).
 
     Raises:
         Exception: the first exception a task raised, with its original type
@@ -813,431 +753,240 @@ class _Results(itertools.chain[R]):
 
 ## Internals ##
 
-## Process queue transport ##
-#
-# A worker process has one "uplink" pipe to its parent, shared by all the
-# queues it was given, and one "downlink" pipe per queue. An uplink frame is
-# an 11-byte head (payload length, tag, queue index) and a payload. One thread
-# per parent process, the hub, reads every uplink; a downlink carries pickled
-# lists of message frames ("batches"), one per request of its reader, each
-# framed as on a map pipe (an 8-byte length first, see `_frame_views`).
-# Batches are written without blocking; the hub writes what a pipe can't
-# take at once (see `_send`).
-#
-# In its home, a message is kept as a "frame": the pickled (data, kind,
-# order) tuple, with b"E" in front for an end marker (a pickle starts with
-# b"\x80", so the two can't be confused).
+## Waiting ##
 
-_HEAD = struct.Struct("<QBH")  # payload length (64 bits: any size), tag, queue index
-_PUT, _PUT_END, _DEMAND, _RETURN = range(4)  # uplink tags: a message, an end marker, "send me
-# batch number b, of up to n frames" (_ASK), frames a reader hands back (a pickled list)
-_ASK = struct.Struct("<QI")
-_END_TAG = b"E"
+_TICK = 0.25
+"""Longest that ezq's threads sleep before they look around again.
 
-_BATCH_BYTES = 1 << 20
-"""A batch sent to a reader stops growing after this many bytes."""
-
-_BATCH_MAX = 4096
-"""Most frames a reader asks for at once."""
-
-_BATCH_SECONDS = 0.002
-"""Readers size their requests so that one batch takes about this long to consume."""
-
-_Frame = bytes | bytearray
-"""A message kept in its home: bytes, or a bytearray when it was read straight from a pipe."""
-
-_Sends = list["_Channel"]
-"""Channels whose readers were given a batch, to write once no lock is held (see `_send`)."""
-
-_Writing = tuple[list[_Frame], list[memoryview] | None, list[int], int]
-"""The batch a reader was given, its frame (`None` until it is pickled), the bytes each
-write took, and the batch's number (see `_Remote.inbox`)."""
-
-_Inbox = tuple[int, bytearray, bytearray | None, list[int], "collections.deque[_Frame] | None"]
-"""A reader's batch: its number, its frame's length and body as they are read (the
-body once the length is known), the bytes each read took, and its frames not read
-yet (`None` until the batch is all there)."""
+A wait in your threads returns to Python at least this often: a Ctrl-C's
+SIGINT may be delivered to any thread, and Python runs its handler in the
+main thread only once that thread runs Python code again. And the hub wakes
+at least this often: a hand-off that an exception cut between its step and
+its wake-up call (see `_Hub.poke`) is still taken within this time.
+"""
 
 
-_PLAIN = frozenset({int, float, bool, type(None), str, bytes})
-"""Types of message data that `pickle.dumps` takes as they are (see `_encode`)."""
+class _Event:
+    """Something your threads wait for (see `_wait`); `notify` wakes those that wait.
 
-_SMALL = 1 << 16
-"""A str or bytes shorter than this is pickled by `pickle.dumps` faster than by the kept
-pickler (see `_pickle`); from about 1 MiB on, `pickle.dumps` takes 7x longer."""
+    Not a `threading.Condition`: its `wait` releases and retakes a lock in
+    Python code, where a Ctrl-C can leave the lock held or released twice.
+    Here a waiter is a lock of its own that `notify` releases: an exception
+    anywhere leaves at most a stale waiter, which the next `notify` drops.
+    """
 
-
-def _encode(data: Any, kind: str, order: int) -> bytes:
-    # Small plain data skips `_dumps`'s checks and kept pickler, which cost
-    # more than the pickling itself (a round trip to a worker pays it twice).
-    plain = type(data) in _PLAIN and (type(data) not in (str, bytes) or len(data) < _SMALL)
-    if plain and type(kind) is str and type(order) is int:  # (an IntEnum of the script is not plain)
-        return pickle.dumps((data, kind, order), protocol=5)
-    return _dumps((data, kind, order), what="the message data")
-
-
-def _decode(frame: _Frame) -> Msg[Any]:
-    if frame[:1] == _END_TAG:
-        return Msg(*pickle.loads(memoryview(frame)[1:]))
-    return Msg(*pickle.loads(frame))
-
-
-class _Local:
-    """The messages of a thread queue: `Msg` objects in a `queue.SimpleQueue`."""
+    __slots__ = ("waiters",)
 
     def __init__(self) -> None:
-        self._q: queue.SimpleQueue[Msg[Any]] = queue.SimpleQueue()
+        self.waiters: collections.deque[_thread.LockType] = collections.deque()
 
-    def put(self, data: Any, kind: str, order: int) -> None:
-        self._q.put(Msg(data, kind, order))
-
-    def get(self) -> Msg[Any]:
-        return self._q.get()
-
-    def release(self) -> None:
-        pass
-
-    def qsize(self) -> int:
-        return self._q.qsize()
+    def notify(self) -> None:
+        waiters = self.waiters
+        while waiters:
+            try:
+                waiter = waiters.popleft()
+            except IndexError:  # another thread took the last one
+                return
+            with contextlib.suppress(RuntimeError):  # released already (it waited on another event too)
+                waiter.release()
 
 
-class _Home:
-    """The messages of a process queue, kept in the process that created it.
+def _wait(ready: Callable[[], object], events: Iterable[_Event], timeout: float | None = None) -> bool:
+    """Wait until `ready()` is true (`True`) or `timeout` seconds have passed (`False`).
 
-    Invariants (under `lock`): a channel is in `hungry` only while its reader
-    waits for a batch and `frames` is empty (else it would have been served);
-    each reader has at most one request outstanding.
+    The one way ezq waits in your threads: woken by `notify` of one of
+    `events`, and at least every `_TICK`. Raises if ezq's hub has failed.
     """
+    deadline = math.inf if timeout is None else time.monotonic() + timeout
+    waiter = _thread.allocate_lock()
+    waiter.acquire()
+    armed = False
+    while True:
+        _check_hub()
+        if ready():
+            return True
+        if not armed:  # (then look again: a change between the look and the arming would go unseen)
+            for event in events:
+                event.waiters.append(waiter)
+            armed = True
+            continue
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        if waiter.acquire(True, min(left, _TICK)):
+            armed = False  # a notify took it off its list and released it: it is ours again
+
+
+class _Future(Generic[R]):
+    """The answer to a request to the hub: `set` there, taken by `result` in the asking thread."""
+
+    __slots__ = ("changed", "done", "error", "value")
 
     def __init__(self) -> None:
-        self.pid = os.getpid()
-        self.forked = False  # set in a forked child: this copy is not the home
-        # An RLock, as it knows which thread holds it: Condition.wait releases
-        # and retakes it in Python code, so an exception (a signal handler's)
-        # raised in a wait may leave it either way (see `get`).
-        self.lock = threading.RLock()
-        self.ready = threading.Condition(self.lock)  # notified when frames come
-        self.frames: collections.deque[_Frame] = collections.deque()
-        self.hungry: collections.deque[_Channel] = collections.deque()
-        self.channels: list[_Channel] = []
-        self.shared_size: _SharedInts | None = None  # kept at len(frames), for qsize() in workers
-        _HOMES.add(self)
+        self.done = False
+        self.value: R | None = None
+        self.error: BaseException | None = None
+        self.changed = _Event()
 
-    def _check_home(self) -> None:
-        if self.forked:
-            raise RuntimeError(
-                f"this Q belongs to process {self.pid}; to use it in a worker, "
-                "pass it to ezq.run() as an argument instead of using a global"
-            )
+    def set(self, value: R | None = None, error: BaseException | None = None) -> None:
+        self.value, self.error, self.done = value, error, True
+        self.changed.notify()
 
-    def put(self, data: Any, kind: str, order: int) -> None:
-        self._check_home()
-        frame = _encode(data, kind, order)
-        if kind == _END:
-            # Messages that finished workers wrote must come before the end
-            # marker, even if the hub has not read them yet.
-            if self.channels:
-                _hub().flush()
-            frame = _END_TAG + frame
-        try:
-            _send(self.append(frame))
-        except BaseException:
-            # In the main thread, a signal handler's exception (Ctrl-C, a
-            # SIGALRM timeout) may come between any two steps of the above:
-            # whatever it interrupted, the hub finishes (see `recover`).
-            if self.channels:
-                _hub().recover(self)
-            raise
-
-    def append(self, frame: _Frame) -> _Sends:
-        try:
-            self.lock.acquire()  # (not `with`: see _acquire)
-            self.frames.append(frame)
-            sends = self._dispatch()
-            if self.frames:
-                self.ready.notify()
-            self._resized()
-        finally:
-            try:
-                self.lock.release()
-            except RuntimeError:
-                pass  # not held: an exception came before it was taken
-        return sends
-
-    def get(self) -> Msg[Any]:
-        self._check_home()
-        try:
-            self.lock.acquire()
-            while not self.frames:
-                _check_hub()
-                self.ready.wait(_TICK)
-            frame = self.frames.popleft()
-            self._resized()
-        finally:
-            # A Ctrl-C must not leave the lock held (the hub needs it), nor
-            # release it twice, nor release it while the hub holds it. A
-            # release by a thread that does not hold an RLock raises instead.
-            # (One call: a test and a release could be split by an exception.)
-            try:
-                self.lock.release()
-            except RuntimeError:
-                pass  # not held: an exception came before it was taken, or in the wait
-        return _decode(frame)
-
-    def release(self) -> None:
-        pass
-
-    def qsize(self) -> int:
-        return len(self.frames)
-
-    def ask(self, channel: _Channel, number: int, n: int) -> _Sends:
-        """`channel`'s reader wants its batch `number`, of up to `n` frames.
-
-        A reader that an exception interrupted as it asked asks again: a
-        request for a batch it was given already is dropped. With `n` 0, a
-        reader that stops reading takes back its request: it gets an empty
-        batch, unless it was given that batch already.
-        """
-        with self.lock:
-            if channel.writing is not None and channel.writing[3] >= number:
-                return []
-            if n == 0:
-                if channel in self.hungry:
-                    self.hungry.remove(channel)
-                channel.writing = ([], None, [], number)
-                return [channel]
-            channel.demand, channel.wanted = n, number
-            if channel not in self.hungry:
-                self.hungry.append(channel)
-            return self._dispatch()
-
-    def give_back(self, frames: list[_Frame]) -> _Sends:
-        """A reader returned frames it did not read: they go first in line."""
-        with self.lock:
-            self.frames.extendleft(reversed(frames))
-            sends = self._dispatch()
-            self.ready.notify_all()
-            self._resized()
-        return sends
-
-    def _dispatch(self) -> _Sends:
-        """Give a batch to each waiting reader (call with the lock held).
-
-        No exception can lose a frame here (see `recover`): the batch is
-        its reader's (`channel.writing`) before the frames go in, and they
-        move in one step, inside C code (list.extend calling popleft through
-        itertools.starmap), where no signal handler runs. The
-        reader leaves `hungry` last.
-        """
-        sends: _Sends = []
-        frames = self.frames
-        while frames and self.hungry:
-            channel = self.hungry[0]
-            batch: list[_Frame] = []
-            channel.writing = (batch, None, [], channel.wanted)
-            take = size = 0
-            for frame in frames:
-                take += 1
-                size += len(frame)
-                if take == channel.demand or size >= _BATCH_BYTES or frame[:1] == _END_TAG:
-                    break  # (one end marker per batch: each reader stops at its own)
-            batch.extend(itertools.starmap(frames.popleft, itertools.repeat((), take)))
-            self.hungry.popleft()
-            sends.append(channel)
-        return sends
-
-    def recover(self) -> _Sends:
-        """Finish what an exception inside `put` interrupted; the hub calls this.
-
-        Returns the channels whose batch is not all written (the hub writes
-        the rest). A reader still in `hungry` with a batch had it: it leaves
-        `hungry`, or, if the batch is still empty, waits on.
-        """
-        with self.lock:
-            for channel in list(self.hungry):
-                if channel.writing is not None and channel.writing[1] is None:  # given, not yet written
-                    if channel.writing[0]:
-                        self.hungry.remove(channel)
-                    else:
-                        channel.writing = None
-            self._dispatch()
-            if self.frames:
-                self.ready.notify_all()
-            self._resized()
-            return [channel for channel in self.channels if channel.unfinished()]
-
-    def _resized(self) -> None:
-        if self.shared_size is not None:
-            self.shared_size.value = len(self.frames)
-
-    def open_channel(self) -> tuple[_Channel, tuple[Connection, _SharedInts]]:
-        """A channel to a worker about to start, and the ends it gets: its downlink, our size."""
-        self._check_home()
-        if self.shared_size is None:
-            self.shared_size = _SharedInts()
-            self.shared_size.value = len(self.frames)
-        down_r, down_w = multiprocessing.Pipe(duplex=False)
-        channel = _Channel(self, down_w)
-        _under(self.lock, self.channels.append, channel)
-        return channel, (down_r, self.shared_size)
-
-    def drop(self, channel: _Channel) -> None:
-        """Forget a channel whose worker has gone."""
-        _under(self.lock, self._drop, channel)
-
-    def _drop(self, channel: _Channel) -> None:
-        if channel in self.hungry:
-            self.hungry.remove(channel)
-        if channel in self.channels:
-            self.channels.remove(channel)
+    def result(self, timeout: float | None = None) -> R:
+        """Wait for the answer; raise what the hub raised answering, or `TimeoutError`."""
+        if not _wait(lambda: self.done, [self.changed], timeout):
+            raise TimeoutError(f"no answer from ezq's hub within {timeout} s")
+        if self.error is not None:
+            raise self.error
+        return cast(R, self.value)
 
 
-def _send(sends: _Sends) -> None:
-    """Write the batches given to these channels' readers, with no lock held.
+## The wire ##
+#
+# Every pipe between processes, and the fork server's socket, carries frames:
+# a head (payload length, tag, index) and a payload. The index is a queue's
+# place among a worker's queues, or a request's number. A `_Wire` is one end
+# of such a pipe; it never blocks (what a pipe can't take now waits in the
+# wire until it can), and only one thread uses it (the hub, a worker's pump,
+# or the fork server): another thread hands frames to that thread.
 
-    A write never waits: what a pipe can't take now, the hub thread writes,
-    and so does a batch whose reader has gone (the hub gives it back).
-    The state of each batch is in its channel, so the hub can also finish
-    a batch whose write an exception interrupted (see `_Home.put`).
-    """
-    for channel in sends:
-        rest = channel.send()
-        if rest is None or rest:
-            _hub().finish([channel])
+_HEAD = struct.Struct("<QBI")  # payload length (64 bits: any size), tag, index
 
+# Down a worker's pipe (from the hub):
+_TASK = 1  # what it runs: its queues' sizes, then the settings and the task, pickled (see _Payload)
+_JOB = 2  # a chunk of map input
+_BATCH = 3  # messages of the queue `index` for a reader that asked (see _Home.dispatch)
+_STOP = 4  # a map has no more chunks for it
+# Up a worker's pipe (to the hub):
+_PUT = 5  # a message for the queue `index` (a frame, see _encode; an end marker starts with _END_TAG)
+_ASK = 6  # a reader wants up to `index` messages of the queue... (payload: the queue's place, 4 bytes)
+_GIVE_BACK = 7  # messages of the queue `index` that a reader fetched and will not read
+_RESULT = 8  # the results of a map chunk
+_DONE = 9  # its task has returned (payload: b"") or raised (payload: the exception, packed)
+_LOG = 10  # a log record, for the parent's handlers (see _forward_logs)
+# On the fork server's socket:
+_START = 11  # to the server: start a worker (`index`: the request's number; file descriptors beside it)
+_STARTED = 12  # from the server: the worker of request `index` runs (payload: its pid)
+_FAILED = 13  # from the server: request `index` failed (payload: why)
+_EXITED = 14  # from the server: a worker has exited (payload: its pid and exit code)
 
-def _acquire(lock: threading.Lock | _thread.RLock, held: list[bool]) -> None:
-    """Take `lock` and note it in `held`, in one step that no exception can split.
+_PID = struct.Struct("<ii")  # a pid, and an exit code (in _STARTED and _EXITED)
+_QUEUE = struct.Struct("<I")  # a queue's place among a worker's queues (in _ASK)
 
-    Not `with lock:` where an exception must not leak the lock (in the
-    caller's threads, where signal handlers run): from 3.14 on, a handler may
-    run just after `with` acquires, before its block is entered, and its
-    exception then leaves the lock held. Here the lock is taken inside C code
-    (list.extend calling acquire through itertools.starmap).
-    """
-    held.extend(itertools.starmap(lock.acquire, [()]))
+_LARGE_FRAME = 1 << 16
+"""Frames this big or bigger are read straight into a buffer of their own. Below
+it, copying through the wire's buffer costs less than allocating; above it, a
+copy of the whole message would cost more than the read."""
 
+_COALESCE = 256
+"""Most frames one write takes: many small frames go in one system call."""
 
-def _under(lock: threading.Lock | _thread.RLock, call: Callable[..., R], *args: Any) -> R:
-    """`call(*args)` with `lock` held, which no exception leaves held (see `_acquire`)."""
-    held: list[bool] = []
-    try:
-        _acquire(lock, held)
-        return call(*args)
-    finally:
-        if held:
-            lock.release()
-
-
-class _Channel:
-    """The parent's end of one queue of one worker: the downlink to its reader."""
-
-    def __init__(self, home: _Home, down: Connection) -> None:
-        self.home = home
-        self.down = down  # we write frames on its fd (see _write_frame), without blocking
-        self.fd = down.fileno()
-        os.set_blocking(self.fd, False)
-        self.write_lock = threading.Lock()
-        self.demand = 0
-        self.wanted = 0  # the number of the batch its reader asked for
-        # The batch being written, its frame, and how many bytes of it each
-        # write took: one attribute, so that it changes in one step.
-        self.writing: _Writing | None = None
-
-    def on_frame(self, tag: int, payload: _Frame) -> _Sends:
-        """Handle a frame that came up the worker's uplink for this queue."""
-        if tag == _PUT:
-            return self.home.append(payload)
-        if tag == _PUT_END:
-            return self.home.append(_END_TAG + payload)
-        if tag == _DEMAND:
-            return self.home.ask(self, *_ASK.unpack(payload))
-        return self.home.give_back(pickle.loads(payload))
-
-    def send(self) -> list[memoryview] | None:
-        """Write the reader's batch as far as the pipe takes it now.
-
-        Returns what is left to write (nothing: all went), or `None` if the reader is gone.
-        """
-        held: list[bool] = []
-        try:
-            _acquire(self.write_lock, held)
-            return self.write(block=False)
-        finally:
-            if held:
-                self.write_lock.release()
-
-    def unfinished(self) -> bool:
-        """`True` if the reader was given a batch that is not all written yet."""
-        writing = self.writing
-        return writing is not None and (writing[1] is None or bool(_skip(writing[1], sum(writing[2]))))
-
-    def write(self, block: bool) -> list[memoryview] | None:
-        """Write the rest of `writing` (call with write_lock held).
-
-        Returns what is left (nothing: all went), or `None` if the reader is gone.
-        Several threads may write the same batch (see `_send`): each writes
-        only what is left.
-        """
-        if self.down.closed:
-            return None  # and its fd number may be another file's by now
-        if self.writing is None:
-            return []
-        batch, views, written, number = self.writing
-        if views is None:
-            views = _frame_views(_pickle(batch, "by name"))
-            self.writing = (batch, views, written, number)
-        try:
-            _write_rest(self.fd, views, written, block)
-        except BlockingIOError:
-            return _skip(views, sum(written))
-        except OSError:  # BrokenPipeError, or we already closed the pipe
-            return None
-        return []
-
-    def take_back(self) -> list[_Frame]:
-        """The reader's batch if it never had it all, taken from the channel (call with write_lock held)."""
-        batch = self.writing[0] if self.writing is not None and self.unfinished() else []
-        self.writing = None
-        return batch
-
-    def close(self) -> list[_Frame]:
-        """Close the downlink; return the reader's batch if it never had it all."""
-        return _under(self.write_lock, self._close)
-
-    def _close(self) -> list[_Frame]:
-        self.down.close()
-        return self.take_back()
+_Frame = tuple[int, int, bytes | bytearray]
+"""A frame as read: tag, index, payload."""
 
 
-class _Link:
-    """The parent's end of a worker's uplink, which carries the frames of all its queues.
+class _Wire:
+    """One end of a pipe (or a socket) that carries frames; it never blocks.
 
-    Only the hub thread reads it: there no signal handler runs, whose
-    exception between a read and its parse would lose part of the stream.
+    `send` may be called from any thread: it appends the frame to `outbox`,
+    in one step. Everything else is for the one thread that owns the wire,
+    which writes what `outbox` holds with `flush` and reads with `receive`.
+    `returns` keeps, beside each frame still to write, what goes back to its
+    queue if the reader goes away before it is all written (see `_Child.end`).
     """
 
-    def __init__(self, process: _Process, up: Connection, channels: list[_Channel]) -> None:
-        self.process = process  # keeps process.sentinel open while the hub polls it
-        self.up = up
-        self.fd = up.fileno()
-        os.set_blocking(self.fd, False)
-        self.channels = channels
-        self.buffer = bytearray()  # small frames, and the head of the next one
-        # A large frame is read straight into a buffer of its size: no copies,
-        # and no growing and shrinking of big blocks, which would keep the
-        # allocator from giving memory back once the messages are read.
+    def __init__(self, fd: int, sock: socket.socket | None = None) -> None:
+        os.set_blocking(fd, False)
+        self.fd = fd
+        self.sock = sock  # to pass file descriptors with a frame (the fork server's socket)
+        self.outbox: collections.deque[tuple[list[memoryview], list[int], Any]] = collections.deque()
+        self.unsent: list[memoryview] = []
+        self.unsent_fds: list[int] = []
+        self.unsent_returns: list[Any] = []  # what goes back if the frames in `unsent` never arrive
+        self.buffer = bytearray()  # what has been read of the frames not yet whole
         self.large: tuple[int, int, bytearray, int] | None = None  # tag, index, payload, bytes read
+        self.fds: collections.deque[int] = collections.deque()  # file descriptors received (sockets)
+        self.closed = False  # the other end has closed (or we did)
 
-    def read_available(self, sends: _Sends) -> bool:
-        """Handle every frame that has arrived; `True` once the worker closed its end.
+    def send(
+        self,
+        tag: int,
+        index: int,
+        payload: bytes | bytearray = b"",
+        fds: list[int] | None = None,
+        returns: Any = None,
+    ) -> None:
+        """Queue a frame (any thread may call this); the owner writes it (`flush`).
 
-        A read that leaves room in its buffer has emptied the pipe: we stop
-        there rather than read again to be told so. That read would give up
-        the GIL, often to the reader we just handed a message, and wait to
-        get it back, for a round trip of every message a worker sends.
+        File descriptors in `fds` go beside it (on a socket): the wire closes them once sent.
+        """
+        head = memoryview(_HEAD.pack(len(payload), tag, index))
+        self.outbox.append(([head, memoryview(payload)] if payload else [head], fds or [], returns))
+
+    def pending(self) -> bool:
+        return bool(self.unsent or self.outbox)
+
+    def flush(self) -> bool:
+        """Write what the pipe takes now; `True` once all is written.
+
+        Raises:
+            OSError: the other end has gone (BrokenPipeError).
         """
         while True:
+            if not self.unsent:
+                if not self.outbox:
+                    return True
+                self._take()
+            try:
+                if self.unsent_fds:
+                    fds = self.unsent_fds
+                    rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))]
+                    count = cast(socket.socket, self.sock).sendmsg(self.unsent, rights)
+                    self.unsent_fds = []
+                    _close_all(fds)
+                else:
+                    count = os.writev(self.fd, self.unsent)
+            except BlockingIOError:
+                return False
+            self.unsent = _skip(self.unsent, count)
+            if not self.unsent:
+                for sent in self.unsent_returns:
+                    if type(sent) is _Sent:
+                        sent.done = True
+                self.unsent_returns = []
+
+    def _take(self) -> None:
+        """Move frames from `outbox` to `unsent`: several small ones for one write."""
+        views, fds, returns = self.outbox.popleft()
+        self.unsent, self.unsent_fds, self.unsent_returns = views, fds, [returns]
+        size = sum(len(view) for view in views)
+        while not fds and self.outbox and len(self.unsent) < _COALESCE and size < _LARGE_FRAME:
+            views, fds, returns = self.outbox[0]
+            if fds:
+                break
+            self.outbox.popleft()
+            self.unsent += views
+            self.unsent_returns.append(returns)
+            size += sum(len(view) for view in views)
+
+    def unwritten(self) -> list[Any]:
+        """What goes back of the frames not all written (the reader has gone); empties the wire."""
+        returns = [*self.unsent_returns, *(entry[2] for entry in self.outbox)]
+        _close_all([*self.unsent_fds, *(fd for entry in self.outbox for fd in entry[1])])
+        self.outbox.clear()
+        self.unsent, self.unsent_fds, self.unsent_returns = [], [], []
+        return [item for item in returns if item is not None]
+
+    def receive(self) -> list[_Frame]:
+        """The frames that have arrived whole; `closed` is set once the other end has closed.
+
+        A read that leaves room in the buffer has emptied the pipe: we stop
+        there rather than read again to be told so (that read would give up
+        the GIL, often to the thread we just handed a message, and wait to
+        get it back).
+        """
+        frames: list[_Frame] = []
+        while not self.closed:
             try:
                 if self.large is not None:
                     tag, index, payload, got = self.large
@@ -1247,27 +996,36 @@ class _Link:
                         got += count
                         self.large = None if got == len(payload) else (tag, index, payload, got)
                         if self.large is None:
-                            sends += self.channels[index].on_frame(tag, payload)
+                            frames.append((tag, index, payload))
                         elif count < len(view):
-                            return False
+                            break
                         continue
                 else:
-                    count = os.readv(self.fd, [_SCRATCH])
+                    count = self._read()
                     if count:
-                        self.buffer += _SCRATCH[:count]
-                        self._parse(sends)
+                        self._parse(frames)
                         if count < len(_SCRATCH):
-                            return False
+                            break
                         continue
             except BlockingIOError:
-                return False
-            except OSError:
-                return True
-            return True  # end of file: the worker closed its end
+                break
+            except OSError:  # (ECONNRESET on a socket)
+                pass
+            self.closed = True  # end of file
+        return frames
 
-    def _parse(self, sends: _Sends) -> None:
-        """Handle the complete frames in `buffer`; start reading a large one."""
-        frames: list[tuple[int, int, _Frame]] = []
+    def _read(self) -> int:
+        if self.sock is None:
+            count = os.readv(self.fd, [_SCRATCH])
+            self.buffer += _SCRATCH[:count]
+            return count
+        data, fds, _, _ = socket.recv_fds(self.sock, len(_SCRATCH), 64)
+        self.fds.extend(fds)
+        self.buffer += data
+        return len(data)
+
+    def _parse(self, frames: list[_Frame]) -> None:
+        """Take the whole frames in `buffer`; start reading a large one."""
         start = 0
         with memoryview(self.buffer) as view:
             while len(view) - start >= _HEAD.size:
@@ -1288,357 +1046,46 @@ class _Link:
                 frames.append((tag, index, bytes(view[body : body + size])))
                 start = body + size
         del self.buffer[:start]
-        for tag, index, frame in frames:
-            sends += self.channels[index].on_frame(tag, frame)
-
-    def close(self, sends: _Sends) -> None:
-        """Close its pipes; batches its reader never had all go back in line."""
-        for channel in self.channels:
-            channel.home.drop(channel)
-            if batch := channel.close():
-                sends += channel.home.give_back(batch)
-        self.up.close()
-
-
-_SCRATCH = bytearray(1 << 16)  # the hub reads uplinks through this (under its lock): a pipe's worth
-_LARGE_FRAME = 1 << 16
-"""Frames this big or bigger are read straight into a buffer of their own (see `_Link`).
-Below it, copying through `buffer` costs less than allocating; above it, a copy of
-the whole message would cost more than the read."""
-
-
-class _Hub:
-    """The thread that reads every worker's uplink, so that no worker ever waits on a full pipe.
-
-    Lock order: `_Hub.lock`, then `_Home.lock`, then `_Channel.write_lock`,
-    never the other way round. A batch is written to its reader (write_lock)
-    with no other lock held (see `_send`); only closing a channel takes
-    write_lock under the hub's lock.
-
-    There is one per process that started workers with queues. Uplinks are
-    non-blocking, and batches for readers are written once `lock` is released,
-    so neither a slow worker nor a slow reader holds up the others. Other
-    threads ask it to read (`flush`, `retire`) and to finish writes they
-    could not (`finish`, `recover`): no signal handler runs here.
-    """
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()  # held while reading uplinks
-        self.links: dict[int, _Link] = {}  # by uplink fd
-        self.dying: dict[int, _Link] = {}  # by process sentinel
-        self.wake_r, self.wake_w = os.pipe()
-        os.set_blocking(self.wake_r, False)
-        os.set_blocking(self.wake_w, False)
-        self.changed = True  # the set of pipes to poll changed
-        self.failed: BaseException | None = None  # what ended the thread, if anything did
-        # Channels whose batch (or what is left of it) the hub thread writes: see _send.
-        self.outbox: collections.deque[_Channel] = collections.deque()
-        self.interrupted: collections.deque[_Home] = collections.deque()  # see _Home.put
-        self.asked: collections.deque[tuple[_Link | None, threading.Lock]] = collections.deque()  # see _ask
-        # A bare thread: threading.Thread.start() waits on an Event, whose wait
-        # an exception (Ctrl-C) can leave with its lock released twice.
-        _thread.start_new_thread(self._run, ())
-
-    def add(self, link: _Link) -> None:
-        _under(self.lock, self._add, link)
-        self._wake()  # poll the new uplink too
-
-    def _add(self, link: _Link) -> None:
-        self.links[link.fd] = link
-        self.dying[link.process.sentinel] = link
-        self.changed = True
-
-    def _wake(self) -> None:
-        with contextlib.suppress(BlockingIOError):  # else a wake-up is pending already
-            os.write(self.wake_w, b"!")
-
-    def finish(self, sends: _Sends) -> None:
-        """Have the hub thread write what is left of these channels' batches."""
-        self.outbox.extend(sends)
-        self._wake()
-
-    def recover(self, home: _Home) -> None:
-        """Have the hub thread finish what an exception inside `home.put` interrupted."""
-        self.interrupted.append(home)
-        self._wake()
-
-    def _write_outbox(self) -> None:
-        """Write what other threads left for us (see `_send`), waiting for the readers to take it."""
-        while self.interrupted:
-            self.outbox.extend(self.interrupted.popleft().recover())
-        while self.outbox:
-            channel = self.outbox.popleft()
-            with channel.write_lock:
-                if channel.write(block=True) is not None:
-                    continue  # all written (by us, or by the thread that gave it to us)
-                batch = channel.take_back()
-            if batch:  # its reader has gone: the batch goes back in line
-                channel.home.drop(channel)
-                _send(channel.home.give_back(batch))
-
-    def flush(self) -> None:
-        """Wait until the hub has read what every worker has written so far."""
-        self._ask(None)
-
-    def retire(self, link: _Link) -> None:
-        """Wait until the hub has read the last frames of a worker that has exited, and closed its pipes."""
-        self._ask(link)
-
-    def _ask(self, link: _Link | None) -> None:
-        # Only the hub reads uplinks: in another thread, an exception (Ctrl-C)
-        # between a read and its parse would lose bytes of the stream for good.
-        # The hub releases `done` when it has answered. A lock, not an Event:
-        # its wait is one call into C, while Event.wait releases and retakes
-        # a lock in Python code, where a Ctrl-C may have it released twice.
-        done = threading.Lock()
-        done.acquire()
-        self.asked.append((link, done))
-        self._wake()
-        while not done.acquire(timeout=_TICK):
-            _check_hub()
-
-    def _answer(self, sends: _Sends) -> list[threading.Lock]:
-        """Do the reading that `flush` and `retire` asked for (call with the lock held)."""
-        answered: list[threading.Lock] = []
-        while self.asked:
-            asked, done = self.asked.popleft()
-            for link in list(self.links.values()) if asked is None else [asked]:
-                if self.links.get(link.fd) is link and (link.read_available(sends) or asked is link):
-                    self._remove(link, sends)
-            answered.append(done)
-        return answered
-
-    def _run(self) -> None:
-        _block_ctrl_c()
-        try:
-            self._read_uplinks()
-        except BaseException as exc:  # a MemoryError for a huge frame, say: callers must hear of it
-            self.failed = exc
-            for home in list(_HOMES):
-                with home.lock:
-                    home.ready.notify_all()
-
-    def _read_uplinks(self) -> None:
-        poller = select.poll()
-        while True:
-            with self.lock:
-                if self.changed:
-                    poller = select.poll()
-                    for fd in [self.wake_r, *self.links, *self.dying]:
-                        poller.register(fd, select.POLLIN)
-                    self.changed = False
-            events = poller.poll()
-            if any(fd == self.wake_r for fd, _ in events):
-                # Before looking at what was asked: a request made after this
-                # read leaves its wake-up for the next poll. Read after, it
-                # could take that wake-up with it, and the request would wait
-                # for some worker to wake us.
-                with contextlib.suppress(BlockingIOError):
-                    os.read(self.wake_r, 4096)
-            sends: _Sends = []
-            with self.lock:
-                answered = self._answer(sends)
-                # If workers came or went while we polled, an fd number in
-                # `events` may now belong to another worker's pipe: skip them.
-                # Poll is level-triggered: what was ready will be ready again.
-                for fd, _ in events:
-                    if self.changed:
-                        break
-                    if fd in self.links:
-                        link = self.links[fd]
-                        if link.read_available(sends):
-                            self._remove(link, sends)
-                    elif fd in self.dying:  # the worker exited: what it wrote is all there
-                        link = self.dying[fd]
-                        link.read_available(sends)
-                        self._remove(link, sends)
-            _send(sends)
-            for done in answered:
-                done.release()
-            self._write_outbox()
-
-    def _remove(self, link: _Link, sends: _Sends) -> None:
-        """Forget a worker that has gone (call with the lock held)."""
-        self.links.pop(link.fd, None)
-        self.dying.pop(link.process.sentinel, None)
-        self.changed = True
-        link.close(sends)
-
-
-_HUB_LOCK = threading.Lock()
-
-
-def _check_hub() -> None:
-    """Raise if the hub thread has failed: the messages it was reading are lost."""
-    hub = _state.hub
-    if hub is not None and hub.failed is not None:
-        raise RuntimeError(
-            f"ezq's hub thread, which reads what process workers send, failed: {hub.failed!r}"
-        ) from hub.failed
-
-
-def _retire(link: _Link | None) -> None:
-    """Release the pipes of a worker that has exited (see `_Hub.retire`)."""
-    if link is not None and _state.hub is not None:
-        _state.hub.retire(link)
-
-
-def _hub() -> _Hub:
-    hub = _state.hub
-    return _under(_HUB_LOCK, _start_hub) if hub is None else hub
-
-
-def _start_hub() -> _Hub:
-    if _state.hub is None:  # (another thread may have started it as we waited)
-        _state.hub = _Hub()
-    return _state.hub
-
-
-class _Uplink:
-    """A worker's pipe to its parent, shared by its queues and its threads."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.fd = conn.fileno()
-        self.lock = threading.Lock()
-        self.pid = os.getpid()
-        # The frame being written, and the bytes each write took (see `_write_rest`).
-        self.writing: tuple[list[memoryview], list[int]] = ([], [])
-
-    def check_owner(self) -> None:
-        """Refuse a process forked from the worker: its frames would interleave with the worker's."""
-        if _state.pid != self.pid:
-            raise RuntimeError(
-                f"this Q was given to worker process {self.pid}; a process forked from it can't "
-                "use it (pass the Q to ezq.run() to give it to another worker)"
-            )
-
-    def send(self, tag: int, index: int, payload: bytes) -> None:
-        self.check_owner()
-        frame = [memoryview(_HEAD.pack(len(payload), tag, index)), memoryview(payload)]
-        held: list[bool] = []
-        try:
-            _acquire(self.lock, held)
-            _write_rest(self.fd, *self.writing)  # a frame that an exception interrupted goes whole first
-            self.writing = (frame, [])
-            _write_rest(self.fd, *self.writing)
-        except OSError as exc:
-            raise _home_gone() from exc
-        finally:
-            if held:
-                self.lock.release()
-
-    def flush(self) -> None:
-        """Write the rest of a frame that an exception interrupted, if any (the worker is ending)."""
-        with contextlib.suppress(OSError):
-            _under(self.lock, self._finish_frame)
-
-    def _finish_frame(self) -> None:
-        _write_rest(self.fd, *self.writing)
-
-
-class _Remote:
-    """A worker's end of a process queue: requests to its home go up, batches come down."""
-
-    def __init__(self, uplink: _Uplink, index: int, down: Connection, shared_size: _SharedInts) -> None:
-        self.uplink = uplink
-        self.index = index
-        self.down = down
-        self.shared_size = shared_size
-        self.read_lock = threading.Lock()
-        # One attribute, so that it changes in one step: an exception (a signal
-        # handler's) that interrupts a read leaves what it read where the next
-        # get goes on from. Batch 0 is the one we never asked for.
-        self.inbox: _Inbox = (0, bytearray(), None, [], collections.deque())
-        self.batch = 1  # frames to ask for next time
-        self.received = 0.0  # when the last batch arrived
-
-    def put(self, data: Any, kind: str, order: int) -> None:
-        self.uplink.send(_PUT_END if kind == _END else _PUT, self.index, _encode(data, kind, order))
-
-    def get(self) -> Msg[Any]:
-        self.uplink.check_owner()
-        held: list[bool] = []
-        try:
-            _acquire(self.read_lock, held)
-            frames = self.inbox[4]
-            while not frames:
-                frames = self._frames()
-            frame = frames.popleft()
-        finally:
-            if held:
-                self.read_lock.release()
-        return _decode(frame)
-
-    def _frames(self, ask: bool = True) -> collections.deque[_Frame]:
-        """The next batch's frames, once this one's are all read (call with read_lock held).
-
-        With `ask` false, the batch being read was asked for already.
-        """
-        number, head, body, counts, frames = self.inbox
-        if frames is not None:  # all read: the next one
-            number, head, body, counts = number + 1, bytearray(_HEADER), None, []
-            self.inbox = (number, head, body, counts, None)
-        if ask and not counts:  # ask (again, if an exception stopped us: the home drops what it answered)
-            self.uplink.send(_DEMAND, self.index, _ASK.pack(number, self._batch_size()))
-        fd = self.down.fileno()
-        try:
-            _read_rest(fd, head, counts)
-            if body is None:
-                body = bytearray(int.from_bytes(head, "little"))
-                self.inbox = (number, head, body, counts, None)
-            _read_rest(fd, body, counts, len(head))
-        except (EOFError, OSError) as exc:
-            raise _home_gone() from exc
-        frames = collections.deque(pickle.loads(body))
-        self.inbox = (number, head, body, counts, frames)
-        self.received = time.perf_counter()
-        return frames
-
-    def _batch_size(self) -> int:
-        # Ask for more while a batch is consumed quickly, for fewer round
-        # trips; ask for one at a time when each message takes long, so
-        # that other readers get a fair share of slow work.
-        took = time.perf_counter() - self.received
-        if took < _BATCH_SECONDS:
-            self.batch = min(_BATCH_MAX, self.batch * 2)
-        else:
-            self.batch = max(1, int(self.batch * _BATCH_SECONDS / took))
-        return self.batch
-
-    def release(self) -> None:
-        """Hand frames we fetched but nobody read back to the home."""
-        # A thread that holds the lock is blocked waiting for a batch, with
-        # nothing in the buffer: don't wait for it (the worker could never
-        # exit); the home takes that batch back when it finds us gone.
-        if not self.read_lock.acquire(blocking=False):
-            return
-        try:
-            if self.inbox[4] is None:  # a get that an exception stopped may have asked for a batch
-                with contextlib.suppress(RuntimeError):  # the home is gone
-                    self.uplink.send(_DEMAND, self.index, _ASK.pack(self.inbox[0], 0))  # "none after all"
-                    self._frames(ask=False)  # that batch, or an empty one: the home answers each request once
-            if left := self.inbox[4]:
-                frames = list(left)
-                left.clear()
-                try:
-                    self.uplink.send(_RETURN, self.index, pickle.dumps(frames, protocol=5))
-                except RuntimeError:  # the home is gone: nobody left to give them to
-                    pass
-        finally:
-            self.read_lock.release()
-
-    def qsize(self) -> int:
-        return self.shared_size.value + len(self.inbox[4] or ())
 
     def close(self) -> None:
-        self.release()
-        self.uplink.flush()
-        self.down.close()
+        self.closed = True
+        with contextlib.suppress(OSError):
+            if self.sock is not None:
+                self.sock.close()
+            else:
+                os.close(self.fd)
 
 
-def _home_gone() -> RuntimeError:
-    return RuntimeError("the process that created this Q has exited")
+class _Sent:
+    """Set `done` once its frame is all written (see `_Pump.send`)."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = False
+
+
+_SCRATCH = bytearray(1 << 16)
+"""What a wire reads into. One for the process: only one thread in a process owns wires
+that it reads (the hub in the parent, the pump in a worker, the fork server's only one)."""
+
+
+def _close_all(fds: Iterable[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _skip(views: list[memoryview], count: int) -> list[memoryview]:
+    """`views` without their first `count` bytes (a new list: `views` is left as it is)."""
+    index = 0
+    while index < len(views) and count >= len(views[index]):
+        count -= len(views[index])
+        index += 1
+    rest = views[index:]
+    if rest and count:
+        rest[0] = rest[0][count:]
+    return rest
 
 
 ## Serialization ##
@@ -1806,13 +1253,15 @@ def _script_class(
     bases: tuple[type, ...],
     namespace: dict[str, Any],
     members: list[tuple[str, Any]] | None,
-    install: tuple[dict[str, Any], str] | None,
 ) -> type:
     """A class sent by value: the copy this process has, or a new one (the rest of its dict comes next).
 
-    The class is made as `type` makes one, without its metaclass's own
-    `__new__` and `__init__`: what they did is in the dict, which comes as
-    it is. Only an enum is made by its metaclass, which makes its `members`.
+    The class is made as it is, not made again: without its metaclass's own
+    `__new__` and `__init__`, nor its bases' `__init_subclass__` (which may
+    want keywords of the class statement that are gone): what they did is in
+    the dict, which comes as it is. It is made with `object` as its base,
+    then given its bases, where their layout allows it. Only an enum is made
+    by its metaclass, which makes its `members`.
     """
     known = _BY_TOKEN.get(token)
     if known is not None:
@@ -1825,25 +1274,37 @@ def _script_class(
         cls = meta(name, bases, prepared)
     else:
         try:
-            cls = cast(type, type.__new__(meta, name, bases, dict(namespace)))
-        except TypeError:  # a metaclass in C that type.__new__ can't make (ctypes')
-            cls = meta(name, bases, dict(namespace))
+            cls = cast(type, type.__new__(meta, name, (object,), dict(namespace)))
+            cls.__bases__ = bases
+        except TypeError:  # a base of another layout (int, tuple, an exception): its hooks run
+            try:
+                cls = cast(type, type.__new__(meta, name, bases, dict(namespace)))
+            except TypeError:  # a metaclass in C that type.__new__ can't make (ctypes')
+                cls = meta(name, bases, dict(namespace))
     _remember(cls, token)
     _UNFINISHED.add(cls)
-    if install is not None:  # under its name in the script's namespace, as under fork (for get_type_hints)
-        space, variable = install
-        space.setdefault(variable, cls)
     return cls
 
 
-def _finish_class(cls: type, state: dict[str, Any]) -> None:
+_ClassState = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]
+"""The rest of a class's dict; and names for the script's namespace (see `_Reducers._class`)
+with the namespace they go in (it has one key: the namespace, as a `_Space`, pickles as)."""
+
+
+def _finish_class(cls: type, state: _ClassState) -> None:
     """Set the rest of the dict of a class that `_script_class` made (what making it made stays)."""
     if cls not in _UNFINISHED:
         return
     _UNFINISHED.discard(cls)
-    for name, value in state.items():
+    attributes, space, names = state
+    for name, value in attributes.items():
         if name not in cls.__dict__:
             type.__setattr__(cls, name, value)
+    for (
+        name,
+        value,
+    ) in names.items():  # as under fork: the class under its name, and what its annotations name
+        space.setdefault(name, value)
     if isinstance(cls, abc.ABCMeta):  # what ABCMeta.__new__ does, now that the dict is all there
         cast(Callable[[type], None], getattr(abc, "_abc_init"))(cls)  # noqa: B009 (private)
 
@@ -1966,6 +1427,18 @@ def _annotations(obj: Any) -> dict[str, Any]:
         return dict(annotationlib.get_annotations(obj, format=annotationlib.Format.STRING))
 
 
+def _names_in(annotations: object) -> set[str]:
+    """Names that string annotations use (`"list[Tag]"`: list, Tag), for `typing.get_type_hints`."""
+    if not isinstance(annotations, dict):
+        return set()
+    texts = [value for value in cast(dict[str, object], annotations).values() if isinstance(value, str)]
+    return {name for text in texts for name in re.findall(r"[A-Za-z_]\w*", text)}
+
+
+_LAZY = sys.version_info >= (3, 14)
+"""Annotations are evaluated lazily (PEP 649): they travel evaluated, or as strings."""
+
+
 def _made_by_type(cls: type, name: str, value: object) -> bool:
     """`True` for what making the class makes again: `__dict__`, slots, ABC caches, 3.14's annotations."""
     if isinstance(value, (types.GetSetDescriptorType, types.MemberDescriptorType)):
@@ -2044,7 +1517,16 @@ class _Reducers:
             return NotImplemented
         code = func.__code__
         globals_ = func.__globals__
-        values = {name: globals_[name] for name in _global_names(code) if name in globals_}
+        annotations = _annotations(func)
+        names = {*_global_names(code), *_names_in(annotations)}
+        values = {name: globals_[name] for name in names if name in globals_}
+        if (
+            "globals" in names
+        ):  # globals()[name] finds what the code doesn't name: its module's functions and classes
+            kin = (types.FunctionType, type)
+            values.update(
+                (k, v) for k, v in globals_.items() if isinstance(v, kin) and v.__module__ == func.__module__
+            )
         closure = func.__closure__
         attributes: dict[str, Any] = {
             "__defaults__": func.__defaults__,
@@ -2052,7 +1534,7 @@ class _Reducers:
             "__qualname__": func.__qualname__,
             "__module__": func.__module__,
             "__doc__": func.__doc__,
-            "__annotations__": _annotations(func),
+            "__annotations__": annotations,
         }
         if func.__dict__:
             attributes["__dict__"] = dict(func.__dict__)
@@ -2105,13 +1587,20 @@ class _Reducers:
                 namespace[name] = value
             else:
                 state[name] = value
-        if sys.version_info >= (3, 14):
+        if _LAZY:
             state["__annotations__"] = _annotations(cls)
-        install = None
-        if cls.__module__ == "__main__" and getattr(sys.modules["__main__"], cls.__name__, None) is cls:
-            install = (_Space("script", _state.script), cls.__name__)
-        args = (_token(cls), type(cls), cls.__name__, cls.__bases__, namespace, members, install)
-        return (_script_class, args, state, None, None, _finish_class)
+        names: dict[str, Any] = {}
+        space: Any = {}
+        if cls.__module__ == "__main__":
+            main = vars(sys.modules["__main__"])
+            annotations = state.get("__annotations__", namespace.get("__annotations__", {}))
+            names = {name: main[name] for name in _names_in(annotations) if name in main}
+            if main.get(cls.__name__) is cls:
+                names[cls.__name__] = cls
+            space = _Space("script", _state.script)
+        args = (_token(cls), type(cls), cls.__name__, cls.__bases__, namespace, members)
+        state_: _ClassState = (state, space, names)
+        return (_script_class, args, state_, None, None, _finish_class)
 
 
 def _reduce_io(reducers: _Reducers, obj: Any) -> Any:
@@ -2172,7 +1661,21 @@ def _reduce_weakref(reducers: _Reducers, obj: Any) -> Any:
     return NotImplemented
 
 
+def _reduce_lock(reducers: _Reducers, obj: Any) -> Any:
+    """A lock travels as a new one, unlocked: one held at the call would stay held where it arrives.
+
+    (dill copies a lock with its state, and an RLock as held.)
+    """
+    kind = type(obj)
+    if kind is type(threading.RLock()):
+        return (threading.RLock, ())
+    if kind is _thread.LockType:
+        return (_thread.allocate_lock, ())
+    return NotImplemented
+
+
 _SPECIAL: dict[str, Callable[[_Reducers, Any], Any]] = {
+    "_thread": _reduce_lock,
     "_io": _reduce_io,
     "typing": _reduce_typing,
     "functools": _reduce_functools,
@@ -2348,11 +1851,10 @@ def _main_importable() -> bool:
 
 
 class _Attach:
-    """Collects the process queues found while pickling what a worker gets.
+    """Collects the process queues met while pickling what a worker gets (see `Q.__reduce__`).
 
-    Each such queue is given a private channel per worker, passed to the
-    worker as a `Process` argument so that `multiprocessing` hands over the
-    pipes under every start method. Use as `with _Attach() as attach:`.
+    Each gets a place among the worker's queues: the index of its frames on
+    the worker's pipes. Use as `with _Attach() as attach:`.
     """
 
     _local = threading.local()
@@ -2373,46 +1875,67 @@ class _Attach:
         _Attach._local.attach = None
 
     def add(self, home: _Home) -> int:
-        for index, known in enumerate(self.homes):
+        for place, known in enumerate(self.homes):
             if known is home:
-                return index
+                return place
+        home.check_home()
         self.homes.append(home)
         return len(self.homes) - 1
 
 
-_ATTACHED: list[Q[Any]] = []  # in a worker: its queues, while its payload is unpickled
+_ATTACHED: list[Q[Any]] = []  # in a worker: its queues, while its task is unpickled
 
 
-def _attached_q(index: int) -> Q[Any]:
+def _attached_q(place: int) -> Q[Any]:
     """Rebuild a pickled `Q` in a worker (see `Q.__reduce__`)."""
-    return _ATTACHED[index]
+    return _ATTACHED[place]
 
 
 @dataclass
 class _Settings:
     """The process-wide settings that a fork carries to a worker, taken at the call.
 
-    Under spawn and forkserver, a worker starts from a fresh interpreter:
-    what the script set at its top has to come along. (Under fork too, for
-    the decimal context, which is the calling thread's.)
+    Under spawn and forkserver a worker starts from a fresh interpreter, so
+    what the script set at its top has to come along; under fork too, for
+    the decimal context (the calling thread's) and logging (see `_forward_logs`).
     """
 
     recursion_limit: int
     int_max_str_digits: int | None  # 3.11+
     decimal_context: Any  # the calling thread's, where decimal is in use
     warnings_filters: list[Any]
+    log_levels: dict[str, int] | None  # where logging is in use: each logger's level ("": the root's)
+    log_disable: int  # logging.disable()'s level
+    log_forward: bool  # the script has configured handlers: workers' records go to them
 
     @classmethod
     def now(cls) -> _Settings:
         decimal = sys.modules.get("decimal")
+        logging = sys.modules.get("logging")
+        levels = None
+        forward = False
+        disable = 0
+        if logging is not None:
+            root = logging.getLogger()
+            levels = {"": root.level}
+            forward = bool(root.handlers)
+            for name, logger in list(root.manager.loggerDict.items()):
+                if isinstance(logger, logging.Logger):
+                    levels[name] = logging.CRITICAL + 1 if logger.disabled else logger.level
+                    forward = forward or bool(logger.handlers)
+            disable = root.manager.disable
         return cls(
             sys.getrecursionlimit(),
             getattr(sys, "get_int_max_str_digits", lambda: None)(),
             None if decimal is None else decimal.getcontext(),
             list(warnings.filters),
+            levels,
+            disable,
+            forward,
         )
 
     def apply(self) -> None:
+        """Take these settings (in a new worker, before its task runs)."""
         sys.setrecursionlimit(self.recursion_limit)
         if self.int_max_str_digits is not None:
             sys.set_int_max_str_digits(self.int_max_str_digits)
@@ -2420,10 +1943,69 @@ class _Settings:
             importlib.import_module("decimal").setcontext(self.decimal_context)
         cast(list[Any], warnings.filters)[:] = self.warnings_filters
         cast(Callable[[], None], getattr(warnings, "_filters_mutated"))()  # noqa: B009 (as filterwarnings does)
+        if self.log_levels is not None:
+            _forward_logs(self.log_levels, self.log_disable, self.log_forward)
+
+
+def _forward_logs(levels: dict[str, int], disable: int, forward: bool) -> None:
+    """In a worker: log at the script's levels, and hand each record to the script's handlers.
+
+    A record goes up the worker's pipe, and the hub gives it to the logger
+    of its name in the parent, which handles it as the parent's own (its
+    handlers, their levels and formats; `processName` and `process` say
+    which worker). Under fork too: a handler the worker inherited (a file's,
+    say) would otherwise write from several processes at once. Records come
+    in the order of the worker's other frames, so a record logged before a
+    result is handled before the result is yielded.
+    """
+    logging = importlib.import_module("logging")
+    root = logging.getLogger()
+    for logger in [root, *root.manager.loggerDict.values()]:
+        if isinstance(logger, logging.Logger):
+            logger.handlers.clear()  # inherited under fork: the parent's handle the records
+    for name, level in levels.items():
+        logger = logging.getLogger(name or None)
+        logger.disabled = level > logging.CRITICAL
+        logger.setLevel(min(level, logging.CRITICAL))
+    logging.disable(disable)
+    if forward:
+        handler = logging.Handler()
+        handler.emit = _forward_record
+        handler.name = "ezq"
+        root.addHandler(handler)
+
+
+def _forward_record(record: Any) -> None:
+    """Send a log record up the worker's pipe (the `emit` of its handler, see `_forward_logs`)."""
+    pump = _state.pump
+    if pump is None:  # (a process forked from the worker)
+        return
+    logging = sys.modules["logging"]
+    record.msg = record.getMessage()  # as logging.handlers.QueueHandler.prepare does
+    record.args = None
+    if record.exc_info:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.exc_info = None
+    try:
+        data = pickle.dumps(record, protocol=5)
+    except Exception:  # an attribute given in `extra=` that won't pickle: the record goes without it
+        standard = vars(logging.makeLogRecord({}))
+        data = pickle.dumps(logging.makeLogRecord({k: v for k, v in vars(record).items() if k in standard}))
+    pump.send(_LOG, 0, data)
+
+
+def _handle_log(data: bytes | bytearray) -> None:
+    """In the parent (the hub): handle a worker's log record as our own (see `_forward_logs`)."""
+    logging = importlib.import_module("logging")
+    try:
+        record = pickle.loads(data)
+        logging.getLogger(record.name).handle(record)
+    except Exception:  # a handler's own failure is the handler's to report
+        traceback.print_exc()
 
 
 class _Payload:
-    """What a new process worker needs: pickled bytes and the queues they mention."""
+    """What a new process worker runs: its settings and task, pickled, and the queues they mention."""
 
     def __init__(self, data: bytes, homes: list[_Home]) -> None:
         self.data = data
@@ -2436,66 +2018,25 @@ class _Payload:
             data = _dumps((_Settings.now(), obj), what)
         return cls(data, attach.homes)
 
-    def start(
-        self, target: Callable[..., None], args: tuple[Any, ...], name: str
-    ) -> tuple[_Process, _Link | None]:
-        """Start a daemon process running `target(payload, queue_ends, lifeline, *args)`.
-
-        Returns the process and, if it was given queues, its link (for `_retire`).
-        """
-        channels: list[_Channel] = []
-        downs: list[tuple[Connection, Any]] = []
-        up_r = up_w = None
-        held: list[bool] = []
-        try:
-            _acquire(_START_LOCK, held)  # so no other worker inherits this one's pipe ends under fork
-            if self.homes:
-                up_r, up_w = multiprocessing.Pipe(duplex=False)
-                for home in self.homes:  # a queue's index on the uplink is its place here
-                    channel, down = home.open_channel()
-                    channels.append(channel)
-                    downs.append(down)
-            process = _start_process(target, (self.data, (up_w, downs), _lifeline(), *args), name)
-        except BaseException:
-            for channel in channels:
-                channel.home.drop(channel)
-                channel.close()
-            if up_r is not None:
-                up_r.close()
-            raise
-        finally:
-            try:  # the child has its copies of these now
-                for conn in [up_w, *(down for down, _ in downs), *args]:
-                    if isinstance(conn, Connection):
-                        conn.close()
-            finally:
-                if held:
-                    _START_LOCK.release()
-        link = None
-        if up_r is not None:
-            link = _Link(process, up_r, channels)
-            _hub().add(link)
-        return process, link
+    def frame(self) -> bytes:
+        """The worker's first frame (`_TASK`): its queues' sizes now, then `data`."""
+        sizes = struct.pack(
+            f"<I{len(self.homes)}Q", len(self.homes), *(len(home.frames) for home in self.homes)
+        )
+        return sizes + self.data
 
     @staticmethod
-    def load(data: bytes, ends: _Ends) -> tuple[Any, list[_Remote]]:
-        """In a worker: unpickle the payload, connecting its queues to their homes."""
-        up, downs = ends
-        remotes = []
-        if up is not None:
-            uplink = _Uplink(up)
-            remotes = [_Remote(uplink, index, down, size) for index, (down, size) in enumerate(downs)]
-        _ATTACHED[:] = [Q._remote(remote) for remote in remotes]  # pyright: ignore[reportPrivateUsage]
+    def load(frame: bytes | bytearray, pump: _Pump) -> Any:
+        """In a worker: take the settings, and unpickle the task, connecting its queues to their homes."""
+        (count,) = struct.unpack_from("<I", frame)
+        sizes = struct.unpack_from(f"<{count}Q", frame, 4)
+        _ATTACHED[:] = [Q._away(_Away(pump, place, size)) for place, size in enumerate(sizes)]  # pyright: ignore[reportPrivateUsage]
         try:
-            settings, obj = pickle.loads(data)
+            settings, obj = pickle.loads(memoryview(frame)[4 + 8 * count :])
         finally:
             _ATTACHED.clear()
         settings.apply()
-        return obj, remotes
-
-
-_Ends = tuple["Connection | None", list[tuple[Connection, "_SharedInts"]]]
-"""What a worker gets for its queues: the uplink's write end, and each queue's downlink and size."""
+        return obj
 
 
 ## Remote exceptions ##
@@ -2548,198 +2089,229 @@ def _unpack_exception(data: bytes, where: str) -> BaseException:
     return error
 
 
-## Process workers ##
+## Queues' messages ##
+#
+# In its home, a message is kept as a "frame": the pickled (data, kind,
+# order) tuple, with _END_TAG in front for an end marker (a pickle starts
+# with b"\x80", so the two can't be confused).
 
-_TICK = 0.25
-"""Longest a blocking wait in ezq lasts before it returns to Python for a moment
-(every wait in the caller's threads: `_wait_any` with a slice, `_join`, `wait(_TICK)`).
+_END_TAG = b"E"
 
-A Ctrl-C's SIGINT may be delivered to any thread of the process; Python runs
-the handler (raising KeyboardInterrupt) in the main thread, but only once that
-thread runs Python code again, and a blocked wait is not interrupted when
-another thread took the signal. So waits are cut into slices of this length.
-"""
+_BATCH_BYTES = 1 << 20
+"""A batch sent to a reader stops growing after this many bytes."""
 
+_BATCH_MAX = 4096
+"""Most messages a reader asks for at once."""
 
-def _block_ctrl_c() -> None:
-    """In one of ezq's own threads: leave SIGINT to other threads (the main one, ideally)."""
-    if hasattr(signal, "pthread_sigmask"):  # pragma: no branch
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+_BATCH_SECONDS = 0.002
+"""Readers size their requests so that one batch takes about this long to read."""
 
+_PLAIN = frozenset({int, float, bool, type(None), str, bytes})
+"""Types of message data that `pickle.dumps` takes as they are (see `_encode`)."""
 
-_START_LOCK = threading.Lock()
-
-
-class _State:
-    """What ezq knows about the process it runs in."""
-
-    in_worker = False  # inside a process worker
-    served = False  # inside a process worker that ezq's fork server started
-    die_with = 0  # in a new worker: the pid whose exit should kill it (see _die_with_parent)
-    server: _Server | None = None  # this process's fork server, once it has started one
-    hub: _Hub | None = None  # reads this process's workers' uplinks (see _hub)
-    lifeline: tuple[Connection, Connection] | None = None  # see _lifeline
-    pid = os.getpid()  # kept up to date at a fork: os.getpid() is a system call
-    script = os.urandom(6).hex()  # stands for the user's script (see _namespace); workers get the parent's
-    mint = os.urandom(6).hex()  # this process's prefix for new tokens (see _token); a fork takes another
+_SMALL = 1 << 16
+"""A str or bytes shorter than this is pickled by `pickle.dumps` faster than by the kept
+pickler (see `_pickle`); from about 1 MiB on, `pickle.dumps` takes 7x longer."""
 
 
-_state = _State()
-_LIVE: set[_Process] = set()  # the process workers we started that may still run (see _stop_workers_at_exit)
-_HOMES: weakref.WeakSet[_Home] = weakref.WeakSet()
-_worker_count = itertools.count(1)
+def _encode(data: Any, kind: str, order: int) -> bytes:
+    """A message as its home keeps it (see "Queues' messages")."""
+    # Small plain data skips `_dumps`'s checks and kept pickler, which cost
+    # more than the pickling itself (a round trip to a worker pays it twice).
+    plain = type(data) in _PLAIN and (type(data) not in (str, bytes) or len(data) < _SMALL)
+    if plain and type(kind) is str and type(order) is int:  # (an IntEnum of the script is not plain)
+        frame = pickle.dumps((data, kind, order), protocol=5)
+    else:
+        frame = _dumps((data, kind, order), what="the message data")
+    return _END_TAG + frame if kind == _END else frame
 
 
-def _lifeline() -> Connection:
-    """A pipe whose write end only this process holds: workers exit when it closes."""
-    if _state.lifeline is None:
-        _state.lifeline = multiprocessing.Pipe(duplex=False)
-    return _state.lifeline[0]
-
-
-def _after_fork_in_child() -> None:
-    # A forked child gets copies of this process's queues and pipes. Its
-    # copies of our queues are not their home, so using them is an error
-    # (_Home._check_home). It must not hold the lifeline's write end, or it
-    # would never see its parent die. (We close nothing else: the hub thread
-    # may be half-way through closing a pipe at the moment of the fork, and
-    # its fd number may already belong to one of the child's own pipes.
-    # The lifeline is never closed, so its number is safe.)
-    _state.pid = os.getpid()
-    _state.mint = os.urandom(6).hex()
-    _state.hub = None  # its thread did not come along
-    if _state.server is not None:  # the server must see EOF when its parent exits
-        _state.server.sock.close()
-        _state.server = None
-    for home in list(_HOMES):
-        home.forked = True
-    if _state.lifeline is not None:
-        _state.lifeline[1].close()
-        _state.lifeline = None
-    # The parent's workers are not ours: multiprocessing's exit handler would
-    # terminate them when we exit (it keeps its children in a set that a plain
-    # os.fork() copies), and so would ours.
-    children: set[object] = getattr(multiprocessing.process, "_children", set[object]())
-    for process in _LIVE:
-        children.discard(process)
-    _LIVE.clear()
-
-
-def _stop_workers_at_exit() -> None:
-    """At exit, terminate (then kill) the process workers still running.
-
-    multiprocessing's exit handler, which runs after this one, terminates its
-    daemonic children too, but then waits for each without a time limit: a
-    forgotten worker that handles SIGTERM would keep the program from exiting.
-    """
-    _kill(list(_LIVE))
-
-
-atexit.register(_stop_workers_at_exit)
-
-
-def _raise_ctrl_c_again(previous: Callable[[Any], object], unraisable: Any) -> None:
-    """`sys.unraisablehook`: a Ctrl-C that CPython would print and drop is raised again.
-
-    An exception can't leave a finalizer (a `__del__` method, a weakref
-    callback): CPython prints "Exception ignored" and goes on. A Ctrl-C whose
-    handler ran while one ran in the main thread (ezq drops pipes, processes
-    and queues that have them, when a worker starts, say) would be lost, and
-    the program would wait on as if it had not been pressed. So a thread
-    signals the main thread again, as a second press would, once the
-    finalizer has returned. (Not from here: the handler would run at once,
-    inside this hook, and its exception would be dropped again; should the
-    signal still come too early, this hook sends another.) Anything else
-    goes to the hook that was there.
-    """
-    in_main = threading.current_thread() is threading.main_thread()
-    handled = callable(signal.getsignal(signal.SIGINT))  # else SIGINT would end the program
-    if in_main and handled and issubclass(unraisable.exc_type, KeyboardInterrupt):
-        with contextlib.suppress(RuntimeError):  # no new thread at interpreter shutdown: nothing waits then
-            _thread.start_new_thread(signal.pthread_kill, (threading.get_ident(), signal.SIGINT))
-            return
-    previous(unraisable)
-
-
-sys.unraisablehook = functools.partial(_raise_ctrl_c_again, sys.unraisablehook)
-
-
-if hasattr(os, "register_at_fork"):  # pragma: no branch
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _watch_parent(lifeline: Connection) -> None:
-    """Exit this worker when its parent has gone (even if it was SIGKILLed)."""
+def _pop(frames: collections.deque[bytes | bytearray]) -> bytes | bytearray | None:
+    """The first of `frames` (the hand-off to a reader), or `None` if there is none."""
     try:
-        lifeline.recv_bytes()
-    except (EOFError, OSError):
+        return frames.popleft()
+    except IndexError:
+        return None
+
+
+def _decode(frame: bytes | bytearray) -> Msg[Any]:
+    if frame[:1] == _END_TAG:
+        return Msg(*pickle.loads(memoryview(frame)[1:]))
+    return Msg(*pickle.loads(frame))
+
+
+class _Local:
+    """The messages of a thread queue: `Msg` objects in a `queue.SimpleQueue`."""
+
+    def __init__(self) -> None:
+        self._q: queue.SimpleQueue[Msg[Any]] = queue.SimpleQueue()
+
+    def put(self, data: Any, kind: str, order: int) -> None:
+        self._q.put(Msg(data, kind, order))
+
+    def get(self) -> Msg[Any]:
+        return self._q.get()
+
+    def release(self) -> None:
         pass
-    os._exit(1)
+
+    def qsize(self) -> int:
+        return self._q.qsize()
 
 
-def _worker_setup(lifeline: Connection) -> None:
-    """First steps of every worker process."""
-    _state.in_worker = True
-    if _state.die_with:
-        _die_with_parent(_state.die_with)
-    # Ctrl-C in a terminal signals the whole process group; the parent decides
-    # what happens, and workers don't print a traceback each.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # A bare thread: threading.Thread.start() waits for the thread to run,
-    # which costs more than half a millisecond on every worker's start.
-    _thread.start_new_thread(_watch_parent, (lifeline,))
+class _Home:
+    """The messages of a process queue, in the process that made it.
 
-
-def _process_worker(data: bytes, ends: _Ends, lifeline: Connection, status: Connection) -> None:
-    """Body of a `Worker.process`: run the task, then report how it ended."""
-    _worker_setup(lifeline)
-    remotes: list[_Remote] = []
-    report = b""
-    try:
-        (task, args, kwargs), remotes = _Payload.load(data, ends)
-        task(*args, **kwargs)
-    except SystemExit:
-        raise
-    except BaseException as exc:
-        report = _pack_exception(exc)
-    finally:
-        for remote in remotes:
-            remote.close()
-    status.send_bytes(report)
-    if report:
-        sys.exit(1)
-
-
-def _die_with_parent(parent: int) -> None:
-    """In a new worker (Linux): have the kernel kill it when `parent` exits.
-
-    The lifeline thread (`_watch_parent`) ends a worker whose parent has gone,
-    but not while a long C call holds the GIL; PR_SET_PDEATHSIG does. It fires
-    when the *thread* that forked the worker ends, so it is used only where
-    that thread lives as long as the process: the fork server's only thread,
-    or the main thread of the user's process (see `_start_process_now`).
+    Any thread may append to `frames` or take from it, one frame at a time
+    (each one step, so no lock is needed and none can be left held). The
+    hub alone keeps `readers` and sends their batches (`dispatch`).
     """
-    if sys.platform == "linux":
-        import ctypes  # the fork server has imported it already
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # it exited before we asked
-            os._exit(1)
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.forked = False  # set in a forked child: this copy is not the home
+        self.frames: collections.deque[bytes | bytearray] = collections.deque()
+        self.changed = _Event()  # notified when frames come
+        # Readers in workers that asked for a batch: the worker, the queue's
+        # place among its queues, and how many frames it wants (hub only).
+        self.readers: collections.deque[tuple[_Child, int, int]] = collections.deque()
+        self.workers = 0  # workers given this queue (the hub counts; others only look)
+        _HOMES.add(self)
+
+    def check_home(self) -> None:
+        if self.forked:
+            raise RuntimeError(
+                f"this Q belongs to process {self.pid}; to use it in a worker, "
+                "pass it to ezq.run() as an argument instead of using a global"
+            )
+
+    def put(self, data: Any, kind: str, order: int) -> None:
+        self.check_home()
+        frame = _encode(data, kind, order)
+        if kind == _END and self.workers:
+            # Messages that workers wrote before must come first, even those the
+            # hub has not read yet: it reads them, then the marker goes in.
+            _hub().ask(_Hub.drain)
+        self.frames.append(frame)  # the hand-off
+        self.changed.notify()
+        if self.readers:  # a reader in a worker waits: the hub sends it a batch
+            _hub().poke()
+
+    def get(self) -> Msg[Any]:
+        self.check_home()
+        frames = self.frames
+        while (frame := _pop(frames)) is None:
+            _wait(lambda: frames, [self.changed])
+        return _decode(frame)
+
+    def release(self) -> None:
+        pass
+
+    def qsize(self) -> int:
+        return len(self.frames)
+
+    def dispatch(self, hub: _Hub) -> None:
+        """Send a batch to each reader that waits, while there are frames (in the hub).
+
+        A batch never holds more than one end marker, so each reader stops
+        at its own.
+        """
+        frames = self.frames
+        while frames and self.readers:
+            child, place, want = self.readers.popleft()
+            batch: list[bytes | bytearray] = []
+            size = 0
+            while frames and len(batch) < want and size < _BATCH_BYTES:
+                try:
+                    frame = frames.popleft()
+                except IndexError:  # a thread of ours took the last one
+                    break
+                batch.append(frame)
+                size += len(frame)
+                if frame[:1] == _END_TAG:
+                    break
+            if batch:
+                hub.post_to(
+                    child, _BATCH, place, pickle.dumps((len(frames), batch), protocol=5), (self, batch)
+                )
+            else:
+                self.readers.appendleft((child, place, want))
+
+    def give_back(self, batch: list[bytes | bytearray]) -> None:
+        """Frames a reader never had, or did not read: they go first in line (in the hub)."""
+        self.frames.extendleft(reversed(batch))
+        self.changed.notify()
 
 
-def _check_can_start_processes() -> None:
-    if _state.in_worker:
-        raise RuntimeError(
-            "a process worker can't start process workers (they are daemonic processes); "
-            "start thread workers instead: ezq.run_thread() or ezq.map(..., kind='thread')"
-        )
+_HOMES: weakref.WeakSet[_Home] = weakref.WeakSet()
 
 
-def _worker_name(task: Callable[..., Any]) -> str:
-    return f"{getattr(task, '__name__', type(task).__name__)}-{next(_worker_count)}"
+## Workers, as the parent keeps them ##
 
 
-def _describe_exit(code: int) -> str:
+class _ThreadRun:
+    """A thread worker: its thread, and how its function ended."""
+
+    def __init__(self, task: Callable[..., Any], args: Any, kwargs: Any, name: str) -> None:
+        self.done = False
+        self.error: BaseException | None = None
+        self.changed = _Event()
+        threading.Thread(target=self._run, args=(task, args, kwargs), name=name, daemon=True).start()
+
+    def _run(self, task: Callable[..., Any], args: Any, kwargs: Any) -> None:
+        try:
+            task(*args, **kwargs)
+        except BaseException as exc:  # reported by join() / stop()
+            self.error = exc
+        finally:
+            self.done = True
+            self.changed.notify()
+
+
+class _Child:
+    """A worker process, as the hub keeps it (only the hub changes it; others look).
+
+    Its life: started (`pid`), its task done (`report`: `_DONE` came), then
+    `ended`: its up pipe closed and its exit code known (or known to be
+    lost: a fork server that died, SIGCHLD ignored). Its pipes are `up`
+    (its frames to us) and `down` (ours to it); `homes` are its queues, by
+    their place on those pipes.
+    """
+
+    def __init__(self, name: str, homes: list[_Home], pool: _ProcessPool | None) -> None:
+        self.name = name
+        self.homes = homes
+        self.pool = pool  # the map it works for, if any: its results and its end go there
+        self.pid: int | None = None
+        self.up: _Wire | None = None
+        self.down: _Wire | None = None
+        self.server: _Server | None = None  # the fork server that started it, if one did
+        self.report: bytes | None = None
+        self.hung_up = False  # its up pipe has closed: it is ending
+        self.exitcode: int | None = None
+        self.lost = ""  # why its exit code is not known, if it is not
+        self.start_error: BaseException | None = None  # why it never started
+        self.ended = False
+        self.changed = _Event()
+
+    def who(self) -> str:
+        return f"{'map worker' if self.pool else 'worker'} {self.name} (pid {self.pid})"
+
+    def error(self) -> BaseException | None:
+        """The error it ended with: its task's exception, or a `WorkerError` if it died (else `None`)."""
+        if self.start_error is not None:
+            return self.start_error
+        if self.report:
+            return _unpack_exception(self.report, f"raised in {self.who()}")
+        code = self.exitcode
+        if code == 0 or (code is None and self.report is not None):
+            return None
+        return WorkerError(f"{self.who()} {_describe_exit(code, self.lost)}", self.name, code)
+
+
+def _describe_exit(code: int | None, lost: str = "") -> str:
+    if code is None:
+        return f"ended, and its exit code is lost ({lost})"
     if code < 0:
         try:
             return f"was killed by signal {signal.Signals(-code).name}"
@@ -2748,147 +2320,441 @@ def _describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
-def _kill(processes: Iterable[_Process]) -> None:
-    """Terminate processes and wait for them to go."""
-    alive = [p for p in processes if p.is_alive()]
-    for process in alive:
-        process.terminate()
-    for process in alive:
-        _join(process, 1.0)
-        if process.is_alive():
-            process.kill()
-            _join(process)
+## The hub ##
+
+_GRACE = 1.0
+"""Seconds a worker gets to stop (after SIGTERM, or after its map call was interrupted
+for running out of time) before it is killed. Shorter, and its `finally` blocks are
+cut short; longer, and a worker stuck in C code, which no signal interrupts, delays
+the error (or the end of the program) that long."""
+
+_START_SECONDS = 30.0
+"""Longest a start may wait for ezq's fork server to answer. A server that doesn't
+(stopped by a debugger, say) is left to its workers and another one starts."""
 
 
-def _join(process: _Process, timeout: float | None = None) -> None:
-    """`process.join(timeout)`, in `_TICK` slices, so that a Ctrl-C is never kept waiting."""
-    deadline = math.inf if timeout is None else time.monotonic() + timeout
-    while (left := deadline - time.monotonic()) > 0:
-        if _wait_any([process.sentinel], min(left, _TICK)):
-            # It is exiting (its sentinel closes a moment before it can be reaped): reap it.
-            process.join()
+class _Hub:
+    """The thread that owns every pipe to a worker, every worker process and every timer.
+
+    Other threads hand it requests (`call`, `ask`, `send`, `signal`,
+    `end_child`, `start`), each one step onto `inbox`, and take answers from
+    a `_Future`. It polls every pipe and never blocks on one, notices every
+    worker's end, and runs timers; no signal handler runs in it (it blocks
+    them all), so nothing it does can be cut in two by an exception.
+    """
+
+    def __init__(self) -> None:
+        self.inbox: collections.deque[tuple[Callable[..., Any], tuple[Any, ...], _Future[Any] | None]] = (
+            collections.deque()
+        )
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.poller = select.poll()
+        self.poller.register(self.wake_r, select.POLLIN)
+        self.children: set[_Child] = set()
+        self.hungry: set[_Home] = set()  # queues with readers in workers that wait for a batch
+        self.reading: dict[int, Callable[[], None]] = {}  # fd: what to do when it is readable
+        self.writing: dict[int, _Wire] = {}  # by fd: wires with frames still to write
+        self.watched: dict[int, int] = {}  # fd: the events we poll it for
+        self.timers: list[tuple[float, int, Callable[[], None]]] = []  # a heap of (when, order, what)
+        self.timer_order = itertools.count()
+        self.servers: list[_Server] = []  # the last one starts workers; others only report exits
+        self.failed: BaseException | None = None  # what ended the thread, if anything did
+        self.ident: int | None = None  # the thread's
+        self.answering: _Future[Any] | None = None  # the future of the request being taken
+        # A bare thread: threading.Thread.start() waits on an Event, and
+        # threading's shutdown would wait for it.
+        _thread.start_new_thread(self._run, ())
+
+    ## Verbs: any thread may call these ##
+
+    def poke(self) -> None:
+        """Wake the hub, to look at its inbox and its queues' readers."""
+        with contextlib.suppress(BlockingIOError):  # else a wake-up is pending already
+            os.write(self.wake_w, b"!")
+
+    def call(self, verb: Callable[..., Any], *args: Any) -> _Future[Any]:
+        """Have the hub run `verb(hub, *args)`; its return value (or exception) is the future's."""
+        future: _Future[Any] = _Future()
+        self.inbox.append((verb, args, future))  # the hand-off
+        self.poke()
+        return future
+
+    def ask(self, verb: Callable[..., R], *args: Any) -> R:
+        """`call`, and wait for the answer."""
+        return cast(R, self.call(verb, *args).result())
+
+    def tell(self, verb: Callable[..., Any], *args: Any) -> None:
+        """Have the hub run `verb(hub, *args)`, without waiting (nor an answer)."""
+        self.inbox.append((verb, args, None))  # the hand-off
+        self.poke()
+
+    def start(
+        self, payload: _Payload, name: str, pool: _ProcessPool | None = None, clock: _SharedInts | None = None
+    ) -> _Child:
+        """Start a worker process that runs `payload` (for `pool`, a map, if given).
+
+        For a map, this returns at once (its pid comes later, and a failed
+        start ends it with `start_error`); else once the worker runs.
+        """
+        child = _Child(name, payload.homes, pool)
+        future = self.call(_Hub._start, child, payload, clock)
+        if pool is None:
+            future.result()
+        return child
+
+    def send(self, child: _Child, tag: int, index: int = 0, payload: bytes = b"") -> None:
+        """Send a frame down `child`'s pipe."""
+        self.tell(_Hub.post_to, child, tag, index, payload)
+
+    def signal(self, child: _Child, signum: int) -> None:
+        """Send `signum` to `child`'s process, unless it has ended (its pid may be another's by then)."""
+        self.tell(_Hub._signal, child, signum)
+
+    def end_child(self, child: _Child) -> None:
+        """Terminate `child` (SIGTERM), and kill it (SIGKILL) if it hasn't ended `_GRACE` seconds later."""
+        self.tell(_Hub._end_child, child)
+
+    ## In the hub thread ##
+
+    def _run(self) -> None:
+        self.ident = _thread.get_ident()
+        if hasattr(signal, "pthread_sigmask"):  # pragma: no branch
+            signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())  # they go to other threads
+        try:
+            while (
+                _state.hub is self or _state.hub is None or self.children
+            ):  # (another won the race: see _hub)
+                self._turn()
+        except BaseException as exc:  # a MemoryError for a huge frame, say: callers must hear of it
+            self.failed = exc
+
+    def _turn(self) -> None:
+        """One turn of the hub's loop: wait for something to happen, then see to everything."""
+        timeout = _TICK if not self.timers else max(0.0, min(_TICK, self.timers[0][0] - time.monotonic()))
+        events = self.poller.poll(timeout * 1000)
+        # Empty the wake-up pipe before taking requests: a request made
+        # after this read leaves its wake-up for the next poll.
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.wake_r, 4096)
+        for fd, _ in events:
+            handler = self.reading.get(fd)
+            if handler is not None:
+                handler()
+        while self.inbox:
+            verb, args, future = self.inbox.popleft()
+            self.answering = future
+            try:
+                value = verb(self, *args)
+            except Exception as exc:  # the asker's to handle
+                if future is None:
+                    raise
+                future.set(error=exc)
+            else:
+                if future is not None and value is not _LATER:
+                    future.set(value)
+        while self.timers and self.timers[0][0] <= time.monotonic():
+            heapq.heappop(self.timers)[2]()
+        for home in list(self.hungry):
+            home.dispatch(self)
+            if not home.readers:
+                self.hungry.discard(home)
+        self._flush()
+
+    def _flush(self) -> None:
+        """Write what each wire holds, as far as its pipe takes it; poll for room where it didn't."""
+        for wire in list(self.writing.values()):
+            try:
+                done = wire.flush()
+            except OSError:  # its reader has gone: what it never had goes back (its end comes too)
+                for home, batch in wire.unwritten():
+                    home.give_back(batch)
+                done = True
+            if done:
+                del self.writing[wire.fd]
+            self._watch(wire.fd)
+
+    def _watch(self, fd: int) -> None:
+        """Poll `fd` for what we wait for of it: data to read, room to write."""
+        want = (select.POLLIN if fd in self.reading else 0) | (select.POLLOUT if fd in self.writing else 0)
+        have = self.watched.get(fd, 0)
+        if want == have:
             return
+        if not want:
+            del self.watched[fd]
+            self.poller.unregister(fd)
+        else:
+            self.watched[fd] = want
+            self.poller.register(fd, want)  # (or changes what it was registered for)
+
+    def _read(self, fd: int, handler: Callable[[], None] | None) -> None:
+        """Call `handler` when `fd` is readable (`None`: stop)."""
+        if handler is None:
+            self.reading.pop(fd, None)
+        else:
+            self.reading[fd] = handler
+        self._watch(fd)
+
+    def post_to(
+        self, child: _Child, tag: int, index: int = 0, payload: bytes = b"", returns: Any = None
+    ) -> None:
+        """Send a frame down `child`'s pipe (in the hub); dropped if it has ended, or never started."""
+        if child.down is not None and not child.ended:
+            self.post(child.down, tag, index, payload, returns)
+        elif returns is not None:
+            home, batch = returns
+            home.give_back(batch)
+
+    def post(
+        self,
+        wire: _Wire,
+        tag: int,
+        index: int = 0,
+        payload: bytes = b"",
+        returns: Any = None,
+        fds: list[int] | None = None,
+    ) -> None:
+        """Queue a frame on `wire` (in the hub): written at the end of this turn, or once the pipe takes it."""
+        wire.send(tag, index, payload, fds, returns)
+        self.writing[wire.fd] = wire
+
+    def after(self, seconds: float, what: Callable[[], None]) -> None:
+        """Call `what` in `seconds` (a timer)."""
+        heapq.heappush(self.timers, (time.monotonic() + seconds, next(self.timer_order), what))
+
+    def _start(self, child: _Child, payload: _Payload, clock: _SharedInts | None) -> object:
+        """Start `child`: under fork, fork it here; else ask the fork server."""
+        up_r, up_w = os.pipe()
+        try:
+            down_r, down_w = os.pipe()
+        except OSError:
+            os.close(up_r)
+            os.close(up_w)
+            raise
+        _grow_pipe(down_w)
+        _grow_pipe(up_w)
+        child.up, child.down = _Wire(up_r), _Wire(down_w)
+        for home in child.homes:
+            home.workers += 1
+        self.children.add(child)
+        self._read(up_r, lambda: self._receive(child))
+        self.post(child.down, _TASK, 0, payload.frame())
+        start = _Start(
+            child.name, "map" if child.pool else "run", up_w, down_r, None if clock is None else clock.fd
+        )
+        if _start_method() != "fork":
+            return self._server().start(child, start)  # (which closes up_w and down_r once sent)
+        try:
+            child.pid = self._fork(start)
+        except OSError as exc:  # (EAGAIN: too many processes) this start fails, and nothing else
+            self._gone(child, exc)
+            raise
+        finally:
+            os.close(up_w)
+            os.close(down_r)
+        return child
+
+    def _fork(self, start: _Start) -> int:
+        _tokenize_script()
+        if _LINUX:
+            importlib.import_module("ctypes")  # for _die_with_parent in the child: imported here once
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the new worker: the hub's thread is its only one
+            _state.die_with = parent
+            _worker_main(start)
+        return pid
+
+    def _server(self) -> _Server:
+        if not self.servers or self.servers[-1].stalled or self.servers[-1].wire.closed:
+            self.servers.append(_Server(self))
+        return self.servers[-1]
+
+    def _receive(self, child: _Child) -> None:
+        """Take the frames that `child` has written; note when its up pipe closes."""
+        assert child.up is not None
+        for tag, index, payload in child.up.receive():
+            if tag == _PUT:
+                home = child.homes[index]
+                home.frames.append(payload)
+                home.changed.notify()
+            elif tag == _ASK:
+                self._ask(child, index, _QUEUE.unpack(payload)[0])
+            elif tag == _GIVE_BACK:
+                child.homes[index].give_back(pickle.loads(payload))
+            elif tag == _RESULT and child.pool is not None:
+                child.pool.deliver(child, payload)
+            elif tag == _DONE:
+                child.report = bytes(payload)
+            elif tag == _LOG:
+                _handle_log(payload)
+        if child.up.closed and not child.hung_up:
+            child.hung_up = True
+            self._read(child.up.fd, None)
+            child.up.close()
+            self._reap(child, 0.001)
+
+    def _ask(self, child: _Child, place: int, want: int) -> None:
+        """A reader in `child` wants up to `want` frames of its queue `place` (0: it doesn't any more)."""
+        home = child.homes[place]
+        for entry in list(home.readers):
+            if entry[0] is child and entry[1] == place:
+                home.readers.remove(entry)
+        if want and not child.ended:
+            home.readers.append((child, place, want))
+            self.hungry.add(home)
+
+    def _reap(self, child: _Child, delay: float) -> None:
+        """Take the exit code of a child whose up pipe has closed (forked here; the server says its own)."""
+        if child.server is not None:
+            child.server.exited(child)
+            return
+        try:
+            pid, status = os.waitpid(cast(int, child.pid), os.WNOHANG)
+        except ChildProcessError:  # SIGCHLD is ignored: the kernel reaped it
+            self._gone(child, None, "SIGCHLD is ignored")
+            return
+        if pid == 0:  # it closed the pipe a moment before it exits: look again soon
+            self.after(delay, lambda: self._reap(child, min(2 * delay, _TICK)))
+            return
+        self._gone(child, os.waitstatus_to_exitcode(status))
+
+    def _gone(self, child: _Child, code: int | BaseException | None, lost: str = "") -> None:
+        """`child` has ended (its exit code, or why it never started): let go of it, tell who waits."""
+        if child.ended:
+            return
+        if isinstance(code, BaseException):
+            child.start_error = code
+        else:
+            child.exitcode, child.lost = code, lost
+        for wire in (child.up, child.down):
+            if wire is not None and not wire.closed:
+                self.writing.pop(wire.fd, None)
+                self._read(wire.fd, None)
+                for home, batch in wire.unwritten():  # a reader that has gone never had these
+                    home.give_back(batch)
+                wire.close()
+        for home in child.homes:
+            home.workers -= 1
+            for entry in [e for e in home.readers if e[0] is child]:
+                home.readers.remove(entry)
+        self.children.discard(child)
+        child.ended = True
+        child.changed.notify()
+        if child.pool is not None:
+            child.pool.deliver(child, None)
+
+    def _signal(self, child: _Child, signum: int) -> None:
+        if child.pid is not None and not child.hung_up:  # (until then it lives, so its pid is its own)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signum)
+
+    def _end_child(self, child: _Child) -> None:
+        self._signal(child, signal.SIGTERM)
+        self.after(_GRACE, lambda: self._signal(child, signal.SIGKILL))
+
+    def drain(self) -> None:
+        """Take what every worker has written so far (for an end marker, which comes after it)."""
+        for child in list(self.children):
+            if not child.hung_up:
+                self._receive(child)
+
+    def end_all(self) -> object:
+        """Terminate every worker (at exit); answer once all have ended, or after `_GRACE` and a little."""
+        future = cast(_Future[Any], self.answering)
+        for child in list(self.children):
+            self._end_child(child)
+
+        def check(tries: int) -> None:
+            if not self.children or tries == 0:
+                future.set()
+            else:
+                self.after(0.02, lambda: check(tries - 1))
+
+        check(int((_GRACE + 0.5) / 0.02))
+        return _LATER
 
 
-def _add_note(error: BaseException, note: str) -> None:
-    """`error.add_note(note)` where Python has it (3.11+)."""
-    if hasattr(error, "add_note"):
-        error.add_note(note)
+_LATER = object()
+"""What a hub verb returns when it answers later (it keeps the future, see `_Server.start`)."""
+
+
+def _check_hub() -> None:
+    """Raise if ezq's thread for the pipes (the hub, or a worker's pump) has failed."""
+    for owner in (_state.hub, _state.pump):
+        if owner is not None and owner.failed is not None:
+            raise RuntimeError(
+                f"ezq's thread that reads and writes the workers' pipes failed: {owner.failed!r}"
+            ) from owner.failed
+
+
+def _hub() -> _Hub:
+    """This process's hub, started on first use.
+
+    No lock: two threads that start one at once each make one, and the
+    first to be set (one step, dict.setdefault) is the hub; the other's
+    thread sees that it lost and ends.
+    """
+    hub = _state.hub
+    if hub is None:
+        hub = cast(_Hub, vars(_state).setdefault("hub", _Hub()))
+    return hub
 
 
 ## Starting worker processes ##
 #
-# Under "fork", a worker is a fork of the caller (multiprocessing's fork
-# context) and sees the caller's state at the call. Under "spawn" and
-# "forkserver", multiprocessing would import the user's script again in
-# every worker (spawn), or once in a server that forks workers (CPython
-# 3.14's forkserver preloads `__main__`): either way the script's top level
-# runs again, and without an `if __name__ == "__main__":` guard it starts
-# workers of its own. So ezq keeps its own fork server instead: a fresh
-# interpreter, started once per parent process on first use, that has
-# imported ezq (and dill) and nothing of the user's, and forks a worker on
-# each request. What a task needs from the script travels with it (see
-# "Serialization"); where dill is missing, workers import the script as spawn
-# does (`_Server.script`).
+# Under "fork", the hub forks a worker, which sees the caller's state at the
+# call. Under "spawn" and "forkserver", multiprocessing would import the
+# user's script again in every worker (spawn), or once in a server that
+# forks workers (CPython 3.14's forkserver preloads `__main__`): either way
+# the script's top level runs again, and without an `if __name__ ==
+# "__main__":` guard it starts workers of its own. So ezq keeps its own fork
+# server instead: a fresh interpreter, started once per parent process on
+# first use, that has imported ezq and nothing of the user's, and forks a
+# worker on each request. What a task needs from the script travels with it
+# (see "Serialization"); where dill is missing, workers import the script as
+# spawn does (`_Server.script`).
 #
-# Parent and server talk over a socket pair: the parent sends one byte and
-# the worker's file descriptors (SCM_RIGHTS) and gets the worker's pid back;
-# then it writes the worker's call into the worker's boot pipe itself, so
-# that no user data passes through the server. When a worker exits, the
-# server writes its exit code into the worker's status pipe, whose other end
-# is the parent's sentinel (readable once the worker is gone). The server
-# exits when the parent closes its end of the socket (it exits or dies).
+# Hub and server talk over a socket, in frames: `_START` (a request's number,
+# the worker's `_Start` record, and its file descriptors beside it), then
+# `_STARTED` (its pid) or `_FAILED`, and `_EXITED` (a pid and its exit code)
+# when a worker ends. The worker's task goes down its own pipe, so no user
+# data passes through the server. The server exits when the parent closes
+# its end of the socket (it exits or dies).
 
 
-class _Process(Protocol):
-    """What ezq uses of a worker process: a multiprocessing `Process`, or a `_ServedProcess`."""
+@dataclass
+class _Boot:
+    """What a worker of the fork server takes on of its parent, as it is at the start."""
 
-    @property
-    def name(self) -> str: ...
-    @property
-    def pid(self) -> int | None: ...
-    @property
-    def exitcode(self) -> int | None: ...
-    @property
-    def sentinel(self) -> int: ...
-    def is_alive(self) -> bool: ...
-    def join(self, timeout: float | None = None) -> None: ...
-    def terminate(self) -> None: ...
-    def kill(self) -> None: ...
+    cwd: str
+    path: list[str]
+    argv: list[str]
+    environ: dict[str, str] | None  # None: as the server has it
+    script: str  # stands for the parent's script (see `_State.script`)
+    prepare: dict[str, Any]  # how to import the script (only without dill, see `_Server.script`)
+    stdio: bool  # the parent's stdout and stderr come as the last two file descriptors
 
 
-def _start_method() -> str:
-    return multiprocessing.get_start_method()
+@dataclass
+class _Start:
+    """What a new worker process begins with, from ezq's launcher (a fork, or the fork server)."""
 
+    name: str
+    kind: Literal["run", "map"]
+    up: int  # file descriptors: its end of its up pipe,
+    down: int  # of its down pipe,
+    clock: int | None  # and shared memory where a map worker says what it runs (with a time limit)
+    boot: _Boot | None = None  # under the fork server
 
-def _start_process(target: Callable[..., None], args: tuple[Any, ...], name: str) -> _Process:
-    """Start `target(*args)` in a new worker process (call with `_START_LOCK` held)."""
-    _LIVE.difference_update([p for p in _LIVE if not p.is_alive()])
-    process = _start_process_now(target, args, name)
-    _LIVE.add(process)
-    return process
+    def fds(self) -> list[int]:
+        return [self.up, self.down] if self.clock is None else [self.up, self.down, self.clock]
 
-
-def _start_process_now(target: Callable[..., None], args: tuple[Any, ...], name: str) -> _Process:
-    if _start_method() == "fork":
-        _tokenize_script()
-        context = multiprocessing.get_context("fork")
-        process = context.Process(target=target, args=args, name=name, daemon=True)
-        if threading.current_thread() is threading.main_thread() and sys.platform == "linux":
-            _state.die_with = os.getpid()  # the child's copy says: die with us (see _die_with_parent)
-            importlib.import_module("ctypes")  # here once, not in every child
-        try:
-            process.start()
-        finally:
-            _state.die_with = 0
-        return process
-    if _state.server is not None:
-        try:
-            return _state.server.start(target, args, name)
-        except (OSError, EOFError):  # it died (killed by hand?): start another
-            _state.server.close()
-    _state.server = _Server()
-    return _state.server.start(target, args, name)
-
-
-class _ServedProcess:
-    """The parent's handle on a worker that ezq's fork server started."""
-
-    def __init__(self, name: str, pid: int, status: int) -> None:
-        self.name = name
-        self.pid = pid
-        self.sentinel = status  # readable once the worker has exited
-        self._exitcode: int | None = None
-        # Closed once this is garbage (the fd outlives polls on it), not at exit,
-        # where _stop_workers_at_exit still needs it.
-        weakref.finalize(self, os.close, status).atexit = False
-
-    @property
-    def exitcode(self) -> int | None:
-        if self._exitcode is None and _readable(self.sentinel):
-            code = os.read(self.sentinel, 4)
-            # Nothing to read means the server died before it could tell.
-            self._exitcode = int.from_bytes(code, "little", signed=True) if code else -signal.SIGKILL
-        return self._exitcode
-
-    def is_alive(self) -> bool:
-        return self.exitcode is None
-
-    def join(self, timeout: float | None = None) -> None:
-        poller = select.poll()
-        poller.register(self.sentinel, select.POLLIN)
-        poller.poll(None if timeout is None else timeout * 1000)
-
-    def terminate(self) -> None:
-        self._signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        self._signal(signal.SIGKILL)
-
-    def _signal(self, signum: int) -> None:
-        if self.exitcode is None:  # not reaped yet, so the pid is still the worker's
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signum)
+    def take(self, fds: list[int]) -> None:
+        """Take `fds` (as `fds()` lists them), as the fork server received them."""
+        self.up, self.down = fds[0], fds[1]
+        self.clock = fds[2] if self.clock is not None else None
 
 
 _SERVER_CODE = """\
@@ -2905,9 +2771,10 @@ ezq._serve(fd)
 
 
 class _Server:
-    """The parent's end of its fork server (see "Starting worker processes")."""
+    """The hub's end of a fork server (see "Starting worker processes")."""
 
-    def __init__(self) -> None:
+    def __init__(self, hub: _Hub) -> None:
+        self.hub = hub
         ours, theirs = socket.socketpair()
         module = sys.modules[__name__]
         path = [
@@ -2922,57 +2789,109 @@ class _Server:
         # Workers get the parent's stdout and stderr as they are at each start;
         # the server keeps no copy of stdout, so a pipe there sees its end
         # when the parent's program ends.
-        devnull = subprocess.DEVNULL
         try:
             self.process = subprocess.Popen(
-                command, pass_fds=[theirs.fileno()], stdin=devnull, stdout=devnull
+                command, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
             )
         finally:
             theirs.close()
-        self.sock = ours
-        # Each request carries a number that its reply repeats: a start that an
-        # exception interrupted after its request leaves the reply unread, and
-        # the next start must not take that pid for its own worker's.
-        self.requests = itertools.count(1)
+        self.wire = _Wire(ours.fileno(), ours)
+        hub._read(self.wire.fd, self._receive)  # pyright: ignore[reportPrivateUsage]
+        self.numbers = itertools.count(1)
+        self.starting: dict[int, tuple[_Child, _Future[Any]]] = {}  # by request number
+        self.running: dict[int, _Child] = {}  # by pid
+        self.exits: dict[int, int] = {}  # exit codes of workers whose up pipe has not closed yet, by pid
+        self.stalled = False  # it did not answer a start in time: the next start takes another server
         self.environ = dict(os.environ)  # what the server has; workers get changes made since
-        self.script: dict[str, str] = {}  # how workers import the script (only without dill)
+        self.prepare: dict[str, Any] = {}  # how workers import the script (only without dill)
         if not _have_dill() and _main_importable():
             data = multiprocessing.spawn.get_preparation_data("ezq")
-            self.script = {k: v for k, v in data.items() if k.startswith("init_main_from_")}
+            self.prepare = {k: v for k, v in data.items() if k.startswith("init_main_from_")}
 
-    def start(self, target: Callable[..., None], args: tuple[Any, ...], name: str) -> _ServedProcess:
-        fds: list[int] = []
-        call = io.BytesIO()
-        _FdPickler(call, fds).dump((target, args))
+    def start(self, child: _Child, start: _Start) -> object:
+        """Ask for `child` (in the hub); its `_STARTED` answers the request later."""
+        stdio = all(_is_open(fd) for fd in (1, 2))
         environ = None if os.environ == self.environ else dict(os.environ)
-        boot = (os.getcwd(), sys.path, sys.argv, environ, self.script, _state.script, call.getvalue())
-        stdio = [1, 2] if all(_is_open(fd) for fd in (1, 2)) else []
-        boot_r, boot_w = os.pipe()
-        status_r, status_w = os.pipe()
-        number = (next(self.requests) % 2**32).to_bytes(4, "little")  # (wraps after 4 billion starts)
-        try:
-            socket.send_fds(self.sock, [bytes([len(stdio)]) + number], [boot_r, status_w, *stdio, *fds])
-            while (reply := _recv_exactly(self.sock, 8))[:4] != number:
-                pass  # the reply to an interrupted start: its worker ends when it finds no boot frame
-            pid = int.from_bytes(reply[4:], "little")
-        except BaseException:
-            os.close(status_r)
-            os.close(boot_w)
-            raise
-        finally:
-            os.close(boot_r)
-            os.close(status_w)
-        process = _ServedProcess(name, pid, status_r)
-        try:
-            _write_frame(boot_w, pickle.dumps(boot, protocol=5))
-        except BrokenPipeError:
-            pass  # it died at once; its exit code will say how
-        finally:
-            os.close(boot_w)
-        return process
+        start.boot = _Boot(
+            os.getcwd(),
+            [p for p in sys.path if isinstance(p, str)],
+            list(sys.argv),
+            environ,
+            _state.script,
+            self.prepare,
+            stdio,
+        )
+        fds = [start.up, start.down, *([os.dup(start.clock)] if start.clock is not None else [])]
+        fds += [os.dup(1), os.dup(2)] if stdio else []
+        number = next(self.numbers) % 2**32  # (the wire carries 32 bits: wraps after 4 billion starts)
+        self.hub.post(
+            self.wire, _START, number, pickle.dumps(start, protocol=5), fds=fds
+        )  # (it closes fds once sent)
+        future = cast(_Future[Any], self.hub.answering)
+        self.starting[number] = (child, future)
+        child.server = self
+        self.hub.after(_START_SECONDS, lambda: self._late(number))
+        return _LATER
+
+    def _late(self, number: int) -> None:
+        if number in self.starting:  # no answer: leave this server to its workers
+            self.stalled = True
+            child, future = self.starting.pop(number)
+            error = TimeoutError(
+                f"ezq's fork server (pid {self.process.pid}) did not answer in {_START_SECONDS} s"
+            )
+            self.hub._gone(child, error)  # pyright: ignore[reportPrivateUsage]
+            future.set(error=error)
+
+    def _receive(self) -> None:
+        for tag, index, payload in self.wire.receive():
+            if tag in (_STARTED, _FAILED) and index in self.starting:
+                child, future = self.starting.pop(index)
+                if tag == _STARTED:
+                    child.pid = _PID.unpack(payload)[0]
+                    self.running[child.pid] = child
+                    future.set(child)
+                else:
+                    error = OSError(f"ezq's fork server could not start a worker: {bytes(payload).decode()}")
+                    self.hub._gone(child, error)  # pyright: ignore[reportPrivateUsage]
+                    future.set(error=error)
+            elif tag == _EXITED:
+                pid, code = _PID.unpack(payload)
+                self.exits[pid] = code
+                if pid in self.running and self.running[pid].hung_up:
+                    self.exited(self.running[pid])
+        if self.wire.closed:  # it has gone (killed?): the next start takes another
+            self.hub._read(self.wire.fd, None)  # pyright: ignore[reportPrivateUsage]
+            self.hub.writing.pop(self.wire.fd, None)
+            self.wire.close()
+            for child, future in self.starting.values():
+                error = OSError("ezq's fork server has gone")
+                self.hub._gone(child, error)  # pyright: ignore[reportPrivateUsage]
+                future.set(error=error)
+            self.starting.clear()
+            for child in list(self.running.values()):
+                if child.hung_up:
+                    self.exited(child)
+
+    def exited(self, child: _Child) -> None:
+        """`child`'s up pipe has closed (in the hub): it has ended once the server says how."""
+        pid = cast(int, child.pid)
+        if pid in self.exits:
+            self.running.pop(pid, None)
+            self.hub._gone(child, self.exits.pop(pid))  # pyright: ignore[reportPrivateUsage]
+        elif self.wire.closed:  # it died before it could tell: it took its workers with it (PDEATHSIG)
+            self.running.pop(pid, None)
+            self.hub._gone(child, -signal.SIGKILL)  # pyright: ignore[reportPrivateUsage]
+        else:  # it tells soon (or is stopped, and never will)
+            self.hub.after(_GRACE, lambda: self._untold(child))
+
+    def _untold(self, child: _Child) -> None:
+        if not child.ended:
+            self.running.pop(cast(int, child.pid), None)
+            self.hub._gone(child, None, "ezq's fork server did not say")  # pyright: ignore[reportPrivateUsage]
 
     def close(self) -> None:
-        self.sock.close()
+        self.wire.close()
         self.process.kill()
         self.process.wait()
 
@@ -2985,78 +2904,55 @@ def _is_open(fd: int) -> bool:
     return True
 
 
-def _recv_exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        more = sock.recv(size - len(data))
-        if not more:
-            raise EOFError("the fork server has gone")
-        data += more
-    return data
-
-
-class _FdPickler(pickle.Pickler):
-    """Pickles a worker's call; its pipes and shared memory go as file descriptors beside it."""
-
-    def __init__(self, file: io.BytesIO, fds: list[int]) -> None:
-        super().__init__(file, protocol=5)
-        self.fds = fds
-
-    def persistent_id(self, obj: Any) -> Any:
-        if isinstance(obj, (Connection, _SharedInts)):
-            self.fds.append(obj.fileno())
-            return (isinstance(obj, Connection), len(self.fds) - 1)
-        return None
-
-
-class _FdUnpickler(pickle.Unpickler):
-    def __init__(self, file: io.BytesIO, fds: list[int]) -> None:
-        super().__init__(file)
-        self.fds = fds
-
-    def persistent_load(self, pid: Any) -> Any:
-        is_connection, index = cast("tuple[bool, int]", pid)
-        return Connection(self.fds[index]) if is_connection else _SharedInts(fd=self.fds[index])
-
-
 def _serve(sock_fd: int) -> None:  # pyright: ignore[reportUnusedFunction] (see _SERVER_CODE)
     """Main loop of the fork server: fork a worker per request, report each one's exit."""
-    sock = socket.socket(fileno=sock_fd)
-    if sys.platform == "linux":
+    wire = _Wire(sock_fd, socket.socket(fileno=sock_fd))
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])  # (started by the hub, which blocks every signal)
+    if _LINUX:
         importlib.import_module("ctypes")  # for _die_with_parent in every worker: import it once
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # a handler, so that it wakes the poll
-    statuses: dict[int, int] = {}  # pid -> write end of its status pipe
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     poller = select.poll()
-    poller.register(sock_fd, select.POLLIN)
     poller.register(wake_r, select.POLLIN)
-    while True:
-        ready = [fd for fd, _ in poller.poll()]
-        if wake_r in ready:
-            with contextlib.suppress(BlockingIOError):
-                os.read(wake_r, 4096)
-            _reap(statuses)
-        if sock_fd in ready:
-            request, fds, _, _ = socket.recv_fds(sock, 5, 256)
-            if not request:
-                return  # the parent has gone; its workers see that on their own
-            pid = os.fork()
-            if pid == 0:
-                signal.set_wakeup_fd(-1)
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                for fd in [sock_fd, wake_r, wake_w, *statuses.values()]:
+    while not wire.closed or wire.pending():
+        poller.register(sock_fd, select.POLLIN | (select.POLLOUT if wire.pending() else 0))
+        poller.poll()
+        with contextlib.suppress(BlockingIOError):
+            os.read(wake_r, 4096)
+        _reap(wire)
+        for tag, number, payload in wire.receive():
+            if tag == _START:
+                start = cast(_Start, pickle.loads(payload))
+                fds = [
+                    wire.fds.popleft()
+                    for _ in range(len(start.fds()) + (2 if cast(_Boot, start.boot).stdio else 0))
+                ]
+                try:
+                    pid = os.fork()
+                except OSError as exc:  # (EAGAIN: too many processes) this start fails, and nothing else
+                    wire.send(_FAILED, number, str(exc).encode())
+                    pid = -1
+                if pid == 0:
+                    signal.set_wakeup_fd(-1)
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                    for fd in (sock_fd, wake_r, wake_w):
+                        os.close(fd)
+                    _served_child(start, fds)
+                for fd in fds:
                     os.close(fd)
-                _served_child(request[0], fds)
-            statuses[pid] = fds[1]
-            for fd in fds[:1] + fds[2:]:
-                os.close(fd)
-            sock.sendall(request[1:] + pid.to_bytes(4, "little"))
+                if pid > 0:
+                    wire.send(_STARTED, number, _PID.pack(pid, 0))
+        with contextlib.suppress(OSError):  # (the parent has gone)
+            wire.flush()
+        if wire.closed:
+            return  # the parent has gone; its workers see that on their own
 
 
-def _reap(statuses: dict[int, int]) -> None:
+def _reap(wire: _Wire) -> None:
     """In the fork server: tell the parent the exit code of every worker that has exited."""
     while True:
         try:
@@ -3065,85 +2961,454 @@ def _reap(statuses: dict[int, int]) -> None:
             return
         if pid == 0:
             return
-        fd = statuses.pop(pid, None)
-        if fd is not None:
-            with contextlib.suppress(OSError):  # the parent no longer listens
-                os.write(fd, os.waitstatus_to_exitcode(status).to_bytes(4, "little", signed=True))
+        wire.send(_EXITED, 0, _PID.pack(pid, os.waitstatus_to_exitcode(status)))
+
+
+def _served_child(start: _Start, fds: list[int]) -> NoReturn:
+    """In a worker just forked by the server: take on the parent's state, then be its worker."""
+    boot = cast(_Boot, start.boot)
+    if boot.stdio:
+        for target, fd in zip((1, 2), fds[-2:], strict=True):
+            os.dup2(fd, target)  # the parent's stdout and stderr as they are now
             os.close(fd)
-
-
-def _served_child(stdio: int, fds: list[int]) -> NoReturn:
-    """In a worker just forked by the server: become the parent's worker, run its call, exit."""
-    boot, status, *fds = fds
-    os.close(status)  # the server's, to report our exit
-    for target, fd in zip((1, 2), fds[:stdio], strict=False):
-        os.dup2(fd, target)  # the parent's stdout and stderr as they are now
-        os.close(fd)
-    del fds[:stdio]
+        del fds[-2:]
+    start.take(fds)
     _state.served = True
     _state.die_with = os.getppid()  # the server
+    _state.script = boot.script
     sys.modules["__main__"] = types.ModuleType("__main__")  # not the server's script
-    code = 1
     try:
-        try:
-            frame = _read_frame(boot)
-        except EOFError:  # the parent's start was interrupted: no one waits for us
-            os._exit(1)
-        cwd, path, argv, environ, script, _state.script, call = pickle.loads(frame)
-        os.close(boot)
-        os.chdir(cwd)
-        sys.path[:], sys.argv[:] = path, argv
-        if environ is not None:
+        os.chdir(boot.cwd)
+        sys.path[:], sys.argv[:] = boot.path, boot.argv
+        if boot.environ is not None:
             os.environ.clear()
-            os.environ.update(environ)
+            os.environ.update(boot.environ)
         _state.in_worker = True  # a script imported below must not start workers
-        multiprocessing.spawn.prepare(script)
-        target, args = _FdUnpickler(io.BytesIO(call), fds).load()
-        target(*args)
-        code = 0
+        multiprocessing.spawn.prepare(boot.prepare)
+    except BaseException:
+        traceback.print_exc()
+        os._exit(1)
+    _worker_main(start)
+
+
+## Inside a worker ##
+
+_INTERRUPT = signal.SIGUSR2
+"""The signal that interrupts a map worker's call that ran out of time (see `_on_interrupt`)."""
+
+
+class _Inbox:
+    """A worker's messages of one queue, fetched from home, and its requests for more (the pump keeps it)."""
+
+    def __init__(self, size: int) -> None:
+        self.frames: collections.deque[bytes | bytearray] = collections.deque()
+        self.changed = _Event()
+        self.size = size  # frames at home, as of the last batch: for qsize()
+        self.asked = False  # a request for a batch is out
+        self.reading = True  # a reader may want frames; else a batch that comes goes straight back
+        self.batch = 1  # frames to ask for next time
+        self.received = 0.0  # when the last batch came
+
+
+class _Pump:
+    """A worker's own thread for its two pipes: the hub's counterpart in a worker.
+
+    The worker's threads hand it frames (`send`) and requests (`want`,
+    `give_back`, `finish`), each one step onto a deque, and take what it
+    received from deques (`jobs`, each queue's `_Inbox`). It blocks every
+    signal, so the task's signal handlers run only in the worker's other
+    threads and can't cut a read or a write in two.
+    """
+
+    def __init__(self, up: int, down: int) -> None:
+        self.up = _Wire(up)
+        self.down = _Wire(down)
+        self.pid = os.getpid()
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        self.requests: collections.deque[tuple[str, int]] = collections.deque()
+        self.inboxes: dict[int, _Inbox] = {}
+        self.jobs: collections.deque[bytes | bytearray | None] = (
+            collections.deque()
+        )  # the task, then chunks (None: stop)
+        self.changed = _Event()  # notified when jobs come, or the pump is done
+        self.wrote = _Event()  # notified when frames have been written
+        self.finishing = False
+        self.done = False  # finished: all written
+        self.failed: BaseException | None = None
+        _thread.start_new_thread(self._run, ())
+
+    ## Any thread of the worker ##
+
+    def poke(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.write(self.wake_w, b"!")
+
+    def send(self, tag: int, index: int, payload: bytes | bytearray = b"") -> None:
+        """Send a frame up to the parent; return once it is in the pipe.
+
+        (So a message put just before the worker dies, killed say, reaches its
+        queue, and a map's results reach the parent before news of a crash.)
+        """
+        self.check_owner()
+        sent = _Sent()
+        self.up.send(tag, index, payload, None, sent)  # the hand-off
+        self.poke()
+        _wait(lambda: sent.done or self.done, [self.wrote])
+
+    def request(self, verb: str, place: int = 0) -> None:
+        self.requests.append((verb, place))  # the hand-off
+        self.poke()
+
+    def inbox(self, place: int, size: int = 0) -> _Inbox:
+        return self.inboxes.setdefault(place, _Inbox(size))
+
+    def next_job(self) -> bytes | bytearray | None:
+        jobs = self.jobs
+        _wait(lambda: jobs, [self.changed])
+        return jobs.popleft()
+
+    def finish(self) -> None:
+        """Give back what the queues hold unread, write all out, and stop: the worker ends."""
+        self.request("finish")
+        _wait(lambda: self.done, [self.changed])
+
+    def check_owner(self) -> None:
+        """Refuse a process forked from the worker: its frames would mix with the worker's."""
+        if _state.pid != self.pid:
+            raise RuntimeError(
+                f"this Q was given to worker process {self.pid}; a process forked from it can't "
+                "use it (pass the Q to ezq.run() to give it to another worker)"
+            )
+
+    ## The pump's thread ##
+
+    def _run(self) -> None:
+        if hasattr(signal, "pthread_sigmask"):  # pragma: no branch
+            signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        poller = select.poll()
+        poller.register(self.wake_r, select.POLLIN)
+        poller.register(self.down.fd, select.POLLIN)
+        try:
+            while not self.done:
+                poller.register(self.up.fd, select.POLLOUT if self.up.pending() else 0)
+                poller.poll(_TICK * 1000)
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self.wake_r, 4096)
+                self._take_frames()
+                while self.requests:
+                    self._do(*self.requests.popleft())
+                flushed = self.up.flush()
+                self.wrote.notify()
+                if flushed and self.finishing:
+                    self.done = True
+                    self.changed.notify()
+                    self.wrote.notify()
+        except OSError:  # the parent has gone (a broken pipe): so do we
+            os._exit(1)
+        except BaseException as exc:
+            self.failed = exc
+            self.done = True
+            self.changed.notify()
+
+    def _take_frames(self) -> None:
+        for tag, place, payload in self.down.receive():
+            if tag == _BATCH:
+                inbox = self.inbox(place)
+                inbox.asked = False
+                inbox.size, batch = pickle.loads(payload)
+                inbox.received = time.perf_counter()
+                if inbox.reading:
+                    inbox.frames.extend(batch)
+                    inbox.changed.notify()
+                else:  # nobody reads it any more
+                    self.up.send(_GIVE_BACK, place, pickle.dumps(batch, protocol=5))
+            elif tag in (_TASK, _JOB):
+                self.jobs.append(payload)
+                self.changed.notify()
+            elif tag == _STOP:
+                self.jobs.append(None)
+                self.changed.notify()
+        if self.down.closed:  # the parent has gone (or closed our pipe as it died): so do we
+            os._exit(1)
+
+    def _do(self, verb: str, place: int) -> None:
+        if verb == "want":
+            inbox = self.inbox(place)
+            inbox.reading = True
+            if not inbox.asked and not inbox.frames:
+                inbox.asked = True
+                self.up.send(_ASK, place, _QUEUE.pack(self._batch_size(inbox)))
+        elif verb == "give back":
+            self._give_back(place)
+        elif verb == "finish":
+            for place in list(self.inboxes):
+                self._give_back(place)
+            self.finishing = True
+
+    def _give_back(self, place: int) -> None:
+        """The readers of queue `place` have stopped: what they fetched goes back home, and so
+        does a batch still to come (its request is taken back, if it has not been answered)."""
+        inbox = self.inbox(place)
+        inbox.reading = False
+        frames: list[bytes | bytearray] = []
+        with contextlib.suppress(IndexError):
+            while True:
+                frames.append(inbox.frames.popleft())
+        if frames:
+            self.up.send(_GIVE_BACK, place, pickle.dumps(frames, protocol=5))
+        if inbox.asked:  # (a batch on its way still comes: it goes straight back)
+            self.up.send(_ASK, place, _QUEUE.pack(0))
+            inbox.asked = False
+
+    def _batch_size(self, inbox: _Inbox) -> int:
+        # Ask for more while batches are read quickly, for fewer round trips;
+        # for one at a time when each message takes long, so that other
+        # readers get a fair share of slow work.
+        took = time.perf_counter() - inbox.received
+        if took < _BATCH_SECONDS:
+            inbox.batch = min(_BATCH_MAX, inbox.batch * 2)
+        else:
+            inbox.batch = max(1, int(inbox.batch * _BATCH_SECONDS / took))
+        return inbox.batch
+
+
+class _Away:
+    """A worker's side of a process queue: its messages are at home, in the parent."""
+
+    def __init__(self, pump: _Pump, place: int, size: int) -> None:
+        self.pump = pump
+        self.place = place
+        self.inbox = pump.inbox(place, size)
+
+    def put(self, data: Any, kind: str, order: int) -> None:
+        self.pump.send(_PUT, self.place, _encode(data, kind, order))
+
+    def get(self) -> Msg[Any]:
+        self.pump.check_owner()
+        frames = self.inbox.frames
+        while (frame := _pop(frames)) is None:
+            self.pump.request("want", self.place)
+            _wait(lambda: frames, [self.inbox.changed])
+        return _decode(frame)
+
+    def release(self) -> None:
+        """Hand the messages fetched but not read back to the home (a reader has stopped)."""
+        if _state.pid == self.pump.pid:
+            self.pump.request("give back", self.place)
+
+    def qsize(self) -> int:
+        return self.inbox.size + len(self.inbox.frames)
+
+
+def _worker_main(start: _Start) -> NoReturn:
+    """A worker process, from its first step to its exit: run its task, or a map's chunks.
+
+    The task's exception (or a map call's) goes up as its report; the exit
+    code says the rest (0: it returned; 1: it raised, or ezq failed).
+    """
+    code = 1
+    pump = None
+    try:
+        if hasattr(signal, "pthread_sigmask"):  # pragma: no branch
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])  # (forked from the hub, which blocks them)
+        # Ctrl-C in a terminal signals the whole process group; the parent
+        # decides what happens, and workers don't print a traceback each.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _state.in_worker = True
+        multiprocessing.current_process().name = start.name  # (as logging's processName, say)
+        cast(Any, multiprocessing.current_process())._config["daemon"] = True
+        if _state.die_with:
+            _die_with_parent(_state.die_with)
+        pump = _state.pump = _Pump(start.up, start.down)
+        work = _Payload.load(cast(bytes, pump.next_job()), pump)
+        if start.kind == "map":
+            _run_chunks(pump, work, None if start.clock is None else _SharedInts(3, start.clock))
+            code = 0
+        else:
+            task, args, kwargs = work
+            try:
+                task(*args, **kwargs)
+                code = 0
+            except SystemExit:
+                raise
+            except BaseException as exc:
+                pump.send(_DONE, 0, _pack_exception(exc))
+            else:
+                pump.send(_DONE, 0)
     except SystemExit as exc:  # as multiprocessing reports it
         if isinstance(exc.code, int) or exc.code is None:
             code = exc.code or 0
         else:
             print(exc.code, file=sys.stderr)
-    except BaseException:
+    except BaseException:  # ezq's own failure (its task's error went up above)
         traceback.print_exc()
     finally:
-        for thread in threading.enumerate():  # as a normal exit would, wait for non-daemon threads
-            if thread is not threading.current_thread() and not thread.daemon:
-                thread.join()
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        os._exit(code)
+        try:
+            if pump is not None:
+                pump.finish()
+            for thread in threading.enumerate():  # as a normal exit would, wait for non-daemon threads
+                if thread is not threading.current_thread() and not thread.daemon:
+                    thread.join()
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+        finally:
+            os._exit(code)
+
+
+def _die_with_parent(parent: int) -> None:
+    """In a new worker (Linux): have the kernel kill it when `parent` (its launcher) exits.
+
+    Its down pipe's end of file ends a worker whose parent has gone, but not
+    while a long C call holds the GIL; PR_SET_PDEATHSIG does. It fires when
+    the *thread* that forked the worker ends: the hub's (which lives as long
+    as the process), or the fork server's only one.
+    """
+    if _LINUX:
+        import ctypes  # imported already by who forked us
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # it exited before we asked
+            os._exit(1)
 
 
 class _SharedInts:
-    """64-bit ints in memory shared with workers: a process queue's length (for
-    `qsize()` there), or what a map worker runs now (for timeouts, see `_Clock`)."""
+    """64-bit ints in memory shared with workers: what a map worker runs now (for timeouts, see `_Clock`)."""
 
     def __init__(self, count: int = 1, fd: int | None = None) -> None:
         if fd is None:
-            if hasattr(os, "memfd_create"):
+            if _LINUX and hasattr(os, "memfd_create"):
                 fd = os.memfd_create("ezq-shared")
             else:  # macOS
                 with tempfile.TemporaryFile() as file:
                     fd = os.dup(file.fileno())
             os.ftruncate(fd, 8 * count)
-        self.fd = fd  # kept open to hand to workers started later
+        self.fd = fd
         self.view = memoryview(mmap.mmap(fd, 0)).cast("q")  # 0: the whole file
         weakref.finalize(self, os.close, fd).atexit = False
 
-    def fileno(self) -> int:
-        return self.fd
+    def __getitem__(self, index: int) -> int:
+        return int(self.view[index])
 
-    @property
-    def value(self) -> int:
-        return int(self.view[0])
+    def __setitem__(self, index: int, value: int) -> None:
+        self.view[index] = value
 
-    @value.setter
-    def value(self, value: int) -> None:
-        self.view[0] = value
+
+## The process's state ##
+
+
+class _State:
+    """What ezq knows about the process it runs in."""
+
+    in_worker = False  # inside a process worker
+    served = False  # inside a process worker that ezq's fork server started
+    die_with = 0  # in a new worker: the pid whose exit should kill it (see _die_with_parent)
+    hub: _Hub | None = None  # owns this process's workers and their pipes (see _hub)
+    pump: _Pump | None = None  # in a worker: its pipes' thread
+    pid = os.getpid()  # kept up to date at a fork: os.getpid() is a system call
+    script = os.urandom(6).hex()  # stands for the user's script (see _namespace); workers get the parent's
+    mint = os.urandom(6).hex()  # this process's prefix for new tokens (see _token); a fork takes another
+
+
+_state = _State()
+_LINUX = sys.platform == "linux" and not os.environ.get("EZQ_POSIX_ONLY")
+"""Use Linux's own calls (PR_SET_PDEATHSIG, memfd_create, F_SETPIPE_SZ). The environment
+variable EZQ_POSIX_ONLY=1 makes ezq take the way it takes on macOS (to test that way on Linux)."""
+
+_worker_count = itertools.count(1)
+
+
+def _after_fork_in_child() -> None:
+    # A forked child (a worker the hub forks, or a fork of the user's) gets
+    # copies of this process's queues and pipes. Its copies of our queues
+    # are not their home, so using them is an error (_Home.check_home). It
+    # must not hold our ends of the workers' pipes: a worker sees its parent
+    # gone only once every copy of its down pipe's write end has closed.
+    _state.pid = os.getpid()
+    _state.mint = os.urandom(6).hex()
+    for home in list(_HOMES):
+        home.forked = True
+    hub, _state.hub = _state.hub, None  # its thread did not come along
+    if hub is not None:
+        for fd in [hub.wake_r, hub.wake_w, *hub.watched]:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    pump, _state.pump = _state.pump, None  # (a fork of a worker: the worker's, not ours)
+    if pump is not None:
+        for fd in (pump.up.fd, pump.down.fd, pump.wake_r, pump.wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        _state.pump = None
+
+
+def _stop_workers_at_exit() -> None:
+    """At exit, terminate (then kill) the process workers still running."""
+    hub = _state.hub
+    if hub is not None and hub.failed is None and hub.children:
+        with contextlib.suppress(Exception):
+            hub.ask(_Hub.end_all)
+
+
+atexit.register(_stop_workers_at_exit)
+
+
+def _raise_ctrl_c_again(previous: Callable[[Any], object], unraisable: Any) -> None:
+    """`sys.unraisablehook`: a Ctrl-C that CPython would print and drop is raised again.
+
+    An exception can't leave a finalizer (a `__del__` method, a weakref
+    callback): CPython prints "Exception ignored" and goes on. A Ctrl-C whose
+    handler ran while one ran in the main thread would be lost, and the
+    program would wait on as if it had not been pressed. So a thread signals
+    the main thread again, as a second press would, once the finalizer has
+    returned. (Not from here: the handler would run at once, inside this
+    hook, and its exception would be dropped again; should the signal still
+    come too early, this hook sends another.) Anything else goes to the hook
+    that was there.
+    """
+    in_main = threading.current_thread() is threading.main_thread()
+    handled = callable(signal.getsignal(signal.SIGINT))  # else SIGINT would end the program
+    if in_main and handled and issubclass(unraisable.exc_type, KeyboardInterrupt):
+        with contextlib.suppress(RuntimeError):  # no new thread at interpreter shutdown: nothing waits then
+            _thread.start_new_thread(signal.pthread_kill, (threading.get_ident(), signal.SIGINT))
+            return
+    previous(unraisable)
+
+
+sys.unraisablehook = functools.partial(_raise_ctrl_c_again, sys.unraisablehook)
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _check_can_start_processes() -> None:
+    if _state.in_worker:
+        raise RuntimeError(
+            "a process worker can't start process workers (they are daemonic processes); "
+            "start thread workers instead: ezq.run_thread() or ezq.map(..., kind='thread')"
+        )
+
+
+def _worker_name(task: Callable[..., Any]) -> str:
+    return f"{getattr(task, '__name__', type(task).__name__)}-{next(_worker_count)}"
+
+
+def _start_method() -> str:
+    return multiprocessing.get_start_method()
+
+
+def _grow_pipe(fd: int) -> None:
+    """Give a pipe a 1 MiB buffer (Linux): fewer wake-ups for large messages and chunks."""
+    if _LINUX:
+        import fcntl
+
+        with contextlib.suppress(AttributeError, OSError):
+            fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ"), _CHUNK_BYTES)  # noqa: B009 (Linux only)
+
+
+def _add_note(error: BaseException, note: str) -> None:
+    """`error.add_note(note)` where Python has it (3.11+)."""
+    if hasattr(error, "add_note"):
+        error.add_note(note)
 
 
 ## map internals ##
@@ -3220,7 +3485,7 @@ class _Chunker:
         self.work_seconds += seconds
         if self.fixed:
             return
-        per_item = max(seconds / items, 1e-7)
+        per_item = max(seconds / items, 1e-7)  # (a clock's resolution, about)
         want = self.seconds / per_item
         if self.item_bytes:
             want = min(want, _CHUNK_BYTES / self.item_bytes)
@@ -3241,51 +3506,48 @@ class _Chunker:
         return math.ceil(_HEADROOM * per_item / main_per_item)
 
 
-_GRACE = 1.0
-"""Seconds a map worker gets to stop a call that ran out of time (see `map`'s
-`timeout`) before it is killed. Shorter, and a task's `finally` blocks are cut
-short (and the results before it in its chunk go with the worker); longer, and
-a task stuck in C code, which no signal interrupts, delays the `TimeoutError`."""
-
-_INTERRUPT = signal.SIGUSR2
-"""The signal that interrupts a process worker's call that ran out of time (see `_on_interrupt`)."""
+_Chunk = Sequence[Any]
+"""Items of a map's input sent to a worker at once (a range's come as a range: see `_Input`)."""
 
 
-class _Done:
-    """A finished chunk: its results, and the exception that stopped it (if any)."""
+@dataclass
+class _Job:
+    """A chunk of a map's input, from its sending to its results: one record for every pool."""
 
-    __slots__ = ("error", "job", "results", "seconds")
+    number: int  # its place among the map's chunks: results are yielded in this order
+    first: int  # its first input item
+    count: int  # how many items it holds
+    where: str = ""  # where it ran, for errors ("in map worker map-3 (pid 42)")
+    results: list[Any] = field(default_factory=list)
+    error: BaseException | None = None  # what stopped it, after `results`
+    seconds: float = 0.0  # how long its calls took
 
-    def __init__(self, job: int, results: list[Any], error: BaseException | None, seconds: float) -> None:
-        self.job = job
-        self.results = results
+    def items(self) -> str:
+        """Its input items, for error messages."""
+        return (
+            f"input item {self.first}"
+            if self.count == 1
+            else f"input items {self.first}-{self.first + self.count - 1}"
+        )
+
+    def failed(self, index: int | None, error: BaseException | bytes, limit: float | None) -> None:
+        """Set `error`: what its call `index` raised (packed, if in a process), or unpickling it (`None`).
+
+        The one place where a failure becomes the error the caller sees,
+        naming the input item and where it ran.
+        """
+        if isinstance(error, bytes):
+            if index is None:
+                error = _unpack_exception(error, f"raised {self.where} while unpickling {self.items()}")
+            else:
+                error = _unpack_exception(
+                    error, f"raised {self.where} by input item {self.first + (index or 0)}"
+                )
+        if isinstance(error, _TimedOut) and limit is not None:
+            timeout = _timeout_error(limit, self.first + (index or 0), self.where)
+            timeout.__cause__ = error.__cause__  # the worker's traceback: where the call was stuck
+            error = timeout
         self.error = error
-        self.seconds = seconds
-
-
-class _Clock(Protocol):
-    """What a map worker runs now, for timeouts: a list (threads) or shared memory (processes).
-
-    [0]: the input item running + 1 (0: none); [1]: since when (`time.monotonic_ns()`);
-    [2]: the item + 1 that the parent asks to interrupt (see `_on_interrupt`).
-    """
-
-    def __getitem__(self, index: int, /) -> int: ...
-    def __setitem__(self, index: int, value: int, /) -> None: ...
-
-
-def _running(clock: _Clock) -> tuple[int, float] | None:
-    """The input item that `clock` says runs now, and since when (monotonic seconds).
-
-    The worker writes the start, then the item (see `_call_each`): if the item
-    read before and after the start is the same, the start is that item's.
-    `None` when the worker is idle or just moving on to another item.
-    """
-    item = clock[0]
-    since = clock[1]
-    if item == 0 or clock[0] != item:
-        return None
-    return item - 1, since / 1e9
 
 
 class _TimedOut(BaseException):
@@ -3293,50 +3555,51 @@ class _TimedOut(BaseException):
     that the task's `except Exception:` doesn't swallow it)."""
 
 
-def _on_interrupt(clock: _Clock, signum: int, frame: object) -> None:
-    """In a map process worker: the parent's signal to stop the call that ran out of time.
-
-    Only that call is interrupted: if the worker has moved on (the call
-    returned as the signal came), the signal is ignored.
-    """
-    if clock[2] and clock[2] == clock[0]:
-        clock[2] = 0
-        raise _TimedOut("the call ran out of time here (see map's timeout)")
-
-
 def _timeout_error(limit: float, item: int, where: str) -> TimeoutError:
     return TimeoutError(f"task took longer than {limit} s on input item {item} {where}")
 
 
-def _chunk_error(error: tuple[int, bytes], first: int, where: str, limit: float | None) -> BaseException:
-    """The exception that stopped a chunk that starts at input item `first`, from its worker's report.
+class _Clock:
+    """What a map worker runs now, for time limits: in a list (threads) or shared memory (processes).
 
-    `error` is the index in the chunk of the call that raised, and the
-    exception as `_pack_exception` packed it.
+    [0]: the input item running + 1 (0: none); [1]: since when
+    (`time.monotonic_ns()`); [2]: the item + 1 that the parent asks to
+    interrupt (see `_on_interrupt`).
     """
-    index, packed = error
-    exc = _unpack_exception(packed, f"raised {where} by input item {first + index}")
-    if isinstance(exc, _TimedOut) and limit is not None:
-        timeout = _timeout_error(limit, first + index, where)
-        timeout.__cause__ = exc.__cause__  # the worker's traceback: where the call was stuck
-        return timeout
-    return exc
+
+    def __init__(self, ints: list[int] | _SharedInts) -> None:
+        self.ints = ints
+
+    def running(self) -> tuple[int, float] | None:
+        """The input item that runs now, and since when (monotonic seconds); `None` if none.
+
+        The worker writes the start, then the item (see `_call_each`): if the
+        item read before and after the start is the same, the start is that
+        item's.
+        """
+        ints = self.ints
+        item = ints[0]
+        since = ints[1]
+        if item == 0 or ints[0] != item:
+            return None
+        return item - 1, since / 1e9
 
 
-def _drain(source: queue.SimpleQueue[T], timeout: float) -> list[T]:
-    """Wait at most `timeout` seconds for an item of `source`; return it and the others there now."""
-    try:
-        items = [source.get(timeout=max(timeout, 0.0))]
-    except queue.Empty:
-        return []
-    with contextlib.suppress(queue.Empty):
-        while True:
-            items.append(source.get_nowait())
-    return items
+_interrupted = [0]  # in a map worker: the item + 1 whose call `_on_interrupt` interrupted
 
 
-_Chunk = Sequence[Any]
-"""Items of a map's input sent to a worker at once (a range's come as a range: see `_Input`)."""
+def _on_interrupt(clock: _Clock, signum: int, frame: object) -> None:
+    """In a map process worker: the parent's signal to stop the call that ran out of time.
+
+    Only that call is interrupted: if the worker has moved on (the call
+    returned as the signal came), the signal is ignored. A call that swallows
+    the exception (a bare `except:`) still ends as timed out (see `_call_each`).
+    """
+    ints = clock.ints
+    if ints[2] and ints[2] == ints[0]:
+        _interrupted[0] = ints[2]
+        ints[2] = 0
+        raise _TimedOut("the call ran out of time here (see map's timeout)")
 
 
 class _Input:
@@ -3364,25 +3627,41 @@ class _Input:
 class _Pool:
     """Workers that run chunks of a map: the scheduler's view of them.
 
-    With a time limit per call (`limit`), the pool watches its workers'
-    clocks in `wait` and reports a call that ran out of time as its chunk's
-    error (a `TimeoutError`).
+    Finished chunks come to `finished` (from any thread: the hub, a thread
+    worker, an executor's callback), which `wait` takes. With a time limit
+    per call (`limit`), `wait` also looks at the workers' clocks and reports
+    a call that ran out of time as its chunk's error (a `TimeoutError`).
     """
 
     seconds_per_chunk = 0.01
     num = 1
+    limit: float | None = None
+
+    def __init__(self) -> None:
+        self.finished: collections.deque[_Job] = collections.deque()
+        self.changed = _Event()
 
     def free(self) -> bool:
-        """`True` if another chunk can be submitted now."""
+        """`True` if another chunk can be sent now."""
         raise NotImplementedError
 
-    def submit(self, job: int, first: int, chunk: _Chunk) -> int:
-        """Send a chunk (input items `first`...) to a worker; return its size in bytes (0 if not pickled)."""
+    def submit(self, job: _Job, chunk: _Chunk) -> int:
+        """Send a chunk to a worker; return its size in bytes (0 if not pickled)."""
         raise NotImplementedError
 
-    def wait(self, timeout: float) -> list[_Done]:
+    def wait(self, timeout: float) -> list[_Job]:
         """Wait at most `timeout` seconds for chunks to finish; return those that did (maybe none)."""
-        raise NotImplementedError
+        late, next_check = self.timed_out()
+        _wait(lambda: self.finished, [self.changed], 0 if late else min(timeout, next_check))
+        done: list[_Job] = []
+        with contextlib.suppress(IndexError):
+            while True:
+                done.append(self.finished.popleft())
+        return late + [job for job in done if job.error is not _ABANDONED]
+
+    def timed_out(self) -> tuple[list[_Job], float]:
+        """Chunks whose call ran out of time, and the seconds until the next deadline, at most."""
+        return [], _TICK
 
     def close(self, abort: bool) -> None:
         """Stop the workers: let them finish, or (abort) stop them now."""
@@ -3392,10 +3671,11 @@ class _Pool:
         """Feed only this many workers from now on (a hint; see `_Chunker.workers_needed`)."""
 
     def no_more_input(self) -> None:
-        """All chunks have been submitted: workers left with nothing to do may stop now."""
+        """All chunks have been sent: workers left with nothing to do may stop now."""
 
 
-_Key = TypeVar("_Key")
+_ABANDONED = _TimedOut("reported already")
+"""The error of a chunk whose result comes after it was reported as timed out: it is dropped."""
 
 
 def _overdue(started: Iterable[tuple[_Key, float]], limit: float) -> tuple[list[tuple[_Key, float]], float]:
@@ -3403,7 +3683,7 @@ def _overdue(started: Iterable[tuple[_Key, float]], limit: float) -> tuple[list[
     `limit`, each with its start; and the seconds until the next deadline, at most."""
     now = time.monotonic()
     late: list[tuple[_Key, float]] = []
-    next_check = _check_every(limit)
+    next_check = min(_TICK, limit / 2)  # a call is seen running within this time of its start
     for key, since in started:
         if now < since + limit:
             next_check = min(next_check, since + limit - now)
@@ -3412,13 +3692,7 @@ def _overdue(started: Iterable[tuple[_Key, float]], limit: float) -> tuple[list[
     return late, next_check
 
 
-def _check_every(limit: float | None) -> float:
-    """How often a pool with this time limit per call looks at its workers' clocks, at least.
-
-    A call is seen running within this time of its start, so its deadline is
-    known before it passes.
-    """
-    return _TICK if limit is None else min(_TICK, limit / 2)
+_Key = TypeVar("_Key")
 
 
 def _run_map(
@@ -3432,10 +3706,9 @@ def _run_map(
     """
     pool = start_pool()
     chunker = _Chunker(chunksize, pool.seconds_per_chunk)
-    done: dict[int, _Done] = {}
-    sizes: dict[int, int] = {}  # job -> items, for the jobs in flight
-    next_job = 0
-    next_out = 0  # the next job whose results are yielded (in order)
+    done: dict[int, _Job] = {}
+    sent = 0  # chunks sent
+    next_out = 0  # the next chunk whose results are yielded (in order)
     items_sent = 0
     exhausted = False
     failed = False
@@ -3448,17 +3721,17 @@ def _run_map(
     yielded = 0
     try:
         while True:
-            while not exhausted and not failed and pool.free() and next_job - next_out < window:
+            while not exhausted and not failed and pool.free() and sent - next_out < window:
                 chunk = items.take(chunker.size)
                 if not chunk:
                     exhausted = True
                     pool.no_more_input()
                     break
-                chunker.sent(len(chunk), pool.submit(next_job, items_sent, chunk))
-                sizes[next_job] = len(chunk)
+                job = _Job(sent, items_sent, len(chunk))
+                chunker.sent(len(chunk), pool.submit(job, chunk))
                 items_sent += len(chunk)
-                next_job += 1
-            if exhausted and next_out == next_job:
+                sent += 1
+            if exhausted and next_out == sent:
                 finished = True
                 return
             start = time.perf_counter()
@@ -3468,29 +3741,28 @@ def _run_map(
                 continue
             if not clock:
                 clock, waited = time.perf_counter(), 0.0
-            for result in results:
-                chunker.record(sizes.pop(result.job), result.seconds)
+            for job in results:
+                chunker.record(job.count, job.seconds)
             if yielded >= _ADAPT_AFTER and not failed:
                 busy = time.perf_counter() - clock - waited
                 pool.use(chunker.workers_needed(max(busy, 1e-9) / yielded))
-            for result in results:
-                if result.error is not None:
-                    failed = True
+            for job in results:
+                failed = failed or job.error is not None
                 if ordered:
-                    done[result.job] = result
+                    done[job.number] = job
                 else:
                     next_out += 1
-                    yield result.results
-                    yielded += len(result.results)
-                    if result.error is not None:
-                        raise result.error
+                    yield job.results
+                    yielded += len(job.results)
+                    if job.error is not None:
+                        raise job.error
             while next_out in done:
-                result = done.pop(next_out)
+                job = done.pop(next_out)
                 next_out += 1
-                yield result.results
-                yielded += len(result.results)
-                if result.error is not None:
-                    raise result.error
+                yield job.results
+                yielded += len(job.results)
+                if job.error is not None:
+                    raise job.error
     finally:
         pool.close(abort=not finished)
 
@@ -3507,75 +3779,80 @@ class _ThreadPool(_Pool):
     seconds_per_chunk = 0.001
 
     def __init__(self, task: Callable[..., Any], star: bool, num: int, limit: float | None) -> None:
+        super().__init__()
         self.num = num
         self.task = task
         self.star = star
         self.limit = limit
-        self.jobs: queue.SimpleQueue[tuple[int, int, _Chunk] | None] = queue.SimpleQueue()
-        self.results: queue.SimpleQueue[_Done] = queue.SimpleQueue()
+        self.todo: queue.SimpleQueue[tuple[_Job, _Chunk] | None] = queue.SimpleQueue()
         self.in_flight = 0
         self.cancelled = False
-        self.clocks = [[0, 0, 0] for _ in range(num)]
-        self.running: list[tuple[int, int, list[Any]]] = [(0, 0, [])] * num  # per thread: job, first, results
+        self.clocks = [_Clock([0, 0, 0]) for _ in range(num)]
+        self.running: list[_Job | None] = [None] * num  # per thread
         self.lost: set[int] = set()  # threads whose call ran out of time
-        self.abandoned: set[int] = set()  # and their jobs, already reported
-        self.threads = [
-            threading.Thread(target=self._work, args=(i,), name=f"ezq-map-{i}", daemon=True)
-            for i in range(num)
-        ]
-        for thread in self.threads:
-            thread.start()
+        self.exits: collections.deque[int] = collections.deque()  # threads that have ended
+        for me in range(num):
+            threading.Thread(target=self._work, args=(me,), name=f"ezq-map-{me}", daemon=True).start()
 
     def _work(self, me: int) -> None:
         task, star = self.task, self.star
         clock = self.clocks[me] if self.limit else None
-        while (job := self.jobs.get()) is not None:
-            if self.cancelled:
-                continue
-            job_id, first, chunk = job
-            results: list[Any] = []
-            self.running[me] = (job_id, first, results)
-            self.results.put(_Done(job_id, *_call_each(task, star, chunk, first, clock, results)))
+        try:
+            while (todo := self.todo.get()) is not None:
+                job, chunk = todo
+                if self.cancelled:
+                    continue
+                job.where = f"in map thread {threading.current_thread().name}"
+                self.running[me] = job
+                error, job.seconds = _call_each(task, star, chunk, job.first, clock, job.results)
+                if error is not None:
+                    job.failed(len(job.results), error, self.limit)
+                if me in self.lost:  # reported as timed out already
+                    job.error = _ABANDONED
+                self.finished.append(job)
+                self.changed.notify()
+        finally:
+            self.exits.append(me)
+            self.changed.notify()
 
     def free(self) -> bool:
         return self.in_flight < _DEPTH * self.num
 
-    def submit(self, job: int, first: int, chunk: _Chunk) -> int:
-        self.jobs.put((job, first, chunk))
+    def submit(self, job: _Job, chunk: _Chunk) -> int:
+        self.todo.put((job, chunk))
         self.in_flight += 1
         return 0
 
-    def wait(self, timeout: float) -> list[_Done]:
-        finished, next_check = self._timed_out()
-        more = _drain(self.results, 0 if finished else min(timeout, next_check))
-        finished += [done for done in more if done.job not in self.abandoned]
-        self.in_flight -= len(finished)
-        return finished
+    def wait(self, timeout: float) -> list[_Job]:
+        done = super().wait(timeout)
+        self.in_flight -= len(done)
+        return done
 
-    def _timed_out(self) -> tuple[list[_Done], float]:
-        """Chunks whose thread ran out of time, and the seconds until the next deadline."""
+    def timed_out(self) -> tuple[list[_Job], float]:
         limit = self.limit
         if limit is None:
             return [], _TICK
-        calls = ((me, _running(clock)) for me, clock in enumerate(self.clocks) if me not in self.lost)
+        calls = ((me, clock.running()) for me, clock in enumerate(self.clocks) if me not in self.lost)
         late, next_check = _overdue((((me, run[0]), run[1]) for me, run in calls if run), limit)
-        finished: list[_Done] = []
+        jobs: list[_Job] = []
         for (me, item), since in late:
-            job, first, results = self.running[me]
+            job = cast(_Job, self.running[me])
             self.lost.add(me)
-            self.abandoned.add(job)
-            error = _timeout_error(limit, item, f"in map thread {self.threads[me].name}")
-            _add_note(error, "a thread can't be stopped: it runs on as a daemon, and its result is dropped")
-            finished.append(_Done(job, results[: item - first], error, time.monotonic() - since))
-        return finished, next_check
+            stopped = _Job(job.number, job.first, job.count, job.where, job.results[: item - job.first])
+            stopped.seconds = time.monotonic() - since
+            stopped.error = _timeout_error(limit, item, job.where)
+            _add_note(
+                stopped.error, "a thread can't be stopped: it runs on as a daemon, and its result is dropped"
+            )
+            jobs.append(stopped)
+        return jobs, next_check
 
     def close(self, abort: bool) -> None:
         self.cancelled = abort
-        for _ in self.threads:
-            self.jobs.put(None)
+        for _ in range(self.num):
+            self.todo.put(None)
         if not abort:
-            for thread in self.threads:
-                thread.join()
+            _wait(lambda: len(self.exits) + len(self.lost) >= self.num, [self.changed])
 
 
 class _ExecutorPool(_Pool):
@@ -3594,81 +3871,89 @@ class _ExecutorPool(_Pool):
     seconds_per_chunk = 0.1  # engines that spread work over machines take milliseconds per task
 
     def __init__(self, executor: Executor, task: bytes, star: bool, num: int, limit: float | None) -> None:
+        super().__init__()
         self.num = num
         self.executor = executor
         self.task = task
         self.star = star
         self.limit = limit
-        self.futures: dict[int, tuple[Future[Any], int]] = {}  # job -> its future, its first item
-        self.queued: collections.deque[int] = collections.deque()  # jobs not started yet (with a limit)
-        self.since: dict[int, float] = {}  # job -> when it started (with a limit)
-        self.finished: queue.SimpleQueue[int] = queue.SimpleQueue()  # jobs whose future is done
+        self.futures: dict[int, tuple[Future[Any], _Job]] = {}  # by chunk number
+        self.queued: collections.deque[int] = collections.deque()  # chunks not started yet (with a limit)
+        self.since: dict[int, float] = {}  # chunk number: when it started (with a limit)
 
     def free(self) -> bool:
         return len(self.futures) < _DEPTH * self.num
 
-    def submit(self, job: int, first: int, chunk: _Chunk) -> int:
+    def submit(self, job: _Job, chunk: _Chunk) -> int:
+        job.where = "on the executor"
         future = self.executor.submit(_run_chunk, self.task, self.star, chunk)
-        self.futures[job] = (future, first)
+        self.futures[job.number] = (future, job)
         if self.limit is not None:
-            self.queued.append(job)
+            self.queued.append(job.number)
             self._start_queued()
-        future.add_done_callback(functools.partial(self._finished, job))
+        future.add_done_callback(functools.partial(self._done, job))
         try:  # the executor pickles the chunk; one item tells about how big it is
             return len(pickle.dumps(chunk[0], protocol=5)) * len(chunk)
         except Exception:
             return 0
 
-    def _finished(self, job: int, future: Future[Any]) -> None:
-        self.finished.put(job)  # called by the executor, in any thread
+    def _done(self, job: _Job, future: Future[Any]) -> None:
+        """The chunk's future is done (called by the executor, in any thread)."""
+        if self.futures.pop(job.number, None) is None:
+            return  # reported as timed out already
+        if self.since.pop(job.number, None) is None and self.limit is not None:
+            with contextlib.suppress(ValueError):
+                self.queued.remove(job.number)  # it ran before we counted it as started
+        try:  # an engine's own failure (a lost worker, say) raises here
+            job.results, failure, job.seconds = cast("tuple[list[Any], Any, float]", future.result())
+            if failure is not None:
+                index, packed = failure
+                job.failed(index, packed, self.limit)
+        except BaseException as exc:
+            job.error = exc
+        self.finished.append(job)
+        self.changed.notify()
 
     def _start_queued(self) -> None:
         while self.queued and len(self.since) < self.num:
             self.since[self.queued.popleft()] = time.monotonic()
 
-    def wait(self, timeout: float) -> list[_Done]:
-        finished, next_check = self._timed_out()
-        done: list[_Done] = []
-        for job in _drain(self.finished, 0 if finished else min(timeout, next_check)):
-            if job not in self.futures:
-                continue  # reported as timed out already
-            future, first = self.futures.pop(job)
-            if self.since.pop(job, None) is None and self.limit is not None:
-                self.queued.remove(job)  # it ran before we counted it as started
-            # An engine's own failure (a lost worker, say) raises here.
-            results, error, seconds = cast("tuple[list[Any], Any, float]", future.result())
-            exc = None if error is None else _chunk_error(error, first, "on the executor", self.limit)
-            done.append(_Done(job, results, exc, seconds))
+    def wait(self, timeout: float) -> list[_Job]:
+        done = super().wait(timeout)
         self._start_queued()
-        return finished + done
+        return done
 
-    def _timed_out(self) -> tuple[list[_Done], float]:
-        """Calls that ran out of time (cancelled if the executor can), and seconds to the next deadline."""
+    def timed_out(self) -> tuple[list[_Job], float]:
         limit = self.limit
         if limit is None:
             return [], _TICK
         late, next_check = _overdue(list(self.since.items()), limit)
-        finished: list[_Done] = []
-        for job, since in late:
-            future, first = self.futures.pop(job)
-            del self.since[job]
+        jobs: list[_Job] = []
+        for number, since in late:
+            entry = self.futures.pop(number, None)
+            self.since.pop(number, None)
+            if entry is None:
+                continue
+            future, job = entry
             future.cancel()
-            error = _timeout_error(limit, first, "on the executor")
+            job.seconds = time.monotonic() - since
+            job.error = _timeout_error(limit, job.first, job.where)
             _add_note(
-                error, "a call that runs on an executor runs on unless the executor's cancel() stops it"
+                job.error, "a call that runs on an executor runs on unless the executor's cancel() stops it"
             )
-            finished.append(_Done(job, [], error, time.monotonic() - since))
-        return finished, next_check
+            jobs.append(job)
+        return jobs, next_check
 
     def close(self, abort: bool) -> None:
-        for future, _ in self.futures.values():
+        for future, _ in list(self.futures.values()):
             future.cancel()  # only what has not started; nobody waits for the rest
         self.futures.clear()
 
 
 def _run_chunk(task: bytes, star: bool, chunk: _Chunk) -> tuple[list[Any], Any, float]:
     """Run one chunk of a map on an executor's worker (see `_ExecutorPool`)."""
-    results, failure, seconds = _call_each(_load_task(task), star, chunk)
+    results: list[Any] = []
+    failure, seconds = _call_each(_load_task(task), star, chunk, 0, None, results)
     return results, None if failure is None else (len(results), _pack_exception(failure)), seconds
 
 
@@ -3684,69 +3969,29 @@ def _load_task(task: bytes) -> Callable[..., Any]:
     return func
 
 
-class _MapWorker:
-    """The parent's end of one process worker of a map.
+class _Member:
+    """One process worker of a map, as the map keeps it: the chunks it has, and its clock."""
 
-    Jobs are written without blocking: what the pipe can't take now waits in
-    `unsent` until the pipe is writable. So the parent never waits on a
-    worker's pipe while that worker waits on the parent to read its results.
-    """
-
-    def __init__(
-        self,
-        process: _Process,
-        link: _Link | None,
-        jobs: Connection,
-        results: Connection,
-        clock: _SharedInts | None,
-    ) -> None:
-        self.process = process
-        self.link = link  # its pipes for queues the task captured, if any
-        self.jobs = jobs  # we write raw frames on their fds (see _write_frame)
-        self.results = results
-        self.jobs_fd = jobs.fileno()
-        self.results_fd = results.fileno()
-        os.set_blocking(self.jobs_fd, False)
-        self.unsent: list[memoryview] = []
-        self.in_flight: dict[int, tuple[int, int]] = {}  # job -> (first item, items), for errors
-        self.clock = clock  # what it runs now, with a time limit (see _Clock)
+    def __init__(self, child: _Child, clock: _SharedInts | None) -> None:
+        self.child = child
+        self.jobs: collections.deque[_Job] = collections.deque()  # sent, not answered (it runs them in order)
+        self.clock = None if clock is None else _Clock(clock)
+        self.shared = clock  # (kept alive while the worker may write it)
         self.interrupted = 0.0  # when we interrupted its call that ran out of time
-        self.stopped = False  # told that there are no more jobs (see `_ProcessPool.no_more_input`)
         self.late_item = 0  # and that call's input item
+        self.stopped = False  # told that there are no more chunks (see `_ProcessPool.no_more_input`)
+        self.gone = False  # ended, or left behind (killed for a call that ran out of time)
 
-    def send(self, data: bytes) -> None:
-        self.unsent += _frame_views(data)
-        self.flush()
+    def where(self) -> str:
+        return f"in {self.child.who()}"
 
-    def flush(self) -> None:
-        """Write what the pipe takes now."""
-        try:
-            while self.unsent:
-                self.unsent = _writev(self.jobs_fd, self.unsent)
-        except BlockingIOError:
-            pass  # the pipe is full: the rest goes when it is writable
-        except OSError:
-            self.unsent = []  # the worker is gone: its sentinel will say how
-
-    def who(self) -> str:
-        return f"map worker {self.process.name} (pid {self.process.pid})"
-
-    def items(self, job: int | None = None) -> str:
-        """The input items of `job` (default: the one running now), for error messages."""
-        if job is None:
-            job = min(self.in_flight)  # a worker runs its jobs in order
-        first, count = self.in_flight[job]
-        return f"input item {first}" if count == 1 else f"input items {first}-{first + count - 1}"
-
-    def release(self) -> None:
-        """Let go of its pipes (once its process has ended)."""
-        _retire(self.link)
-        self.jobs.close()
-        self.results.close()
+    def running(self) -> _Job:
+        """The chunk it runs now (it runs them in order)."""
+        return self.jobs[0]
 
 
 class _ProcessPool(_Pool):
-    """Process workers, each with its own pipes; chunks go to the least busy one.
+    """Process workers, each sent chunks down its own pipe; chunks go to the least busy one.
 
     Workers start as they are needed. The first chunk is a probe: if its
     answer takes longer than `_PROBE` seconds (slow tasks, or a slow start
@@ -3755,49 +4000,44 @@ class _ProcessPool(_Pool):
     task on a small machine then runs in one worker and leaves the other
     CPUs to the caller's loop.
 
-    With a time limit, a call that runs out of time is interrupted (the
-    worker raises `_TimedOut` in it and reports its chunk as usual), and its
-    worker killed; one that doesn't stop within `_GRACE` seconds is killed
-    with its worker.
+    The hub hands it what the workers send (`deliver`). With a time limit, a
+    call that runs out of time is interrupted (the worker raises `_TimedOut`
+    in it and reports its chunk as usual), and its worker killed; one that
+    doesn't stop within `_GRACE` seconds is killed with its worker.
     """
 
     def __init__(self, payload: _Payload, num: int, limit: float | None) -> None:
+        super().__init__()
         self.num = num
         self.payload = payload
         self.limit = limit
-        self.workers: list[_MapWorker] = []
-        self.active = 1  # the first `active` workers get new chunks
+        self.members: list[_Member] = []  # in the order they started
+        self.by_child: dict[_Child, _Member] = {}
+        self.delivered: collections.deque[tuple[_Child, bytes | bytearray | None]] = collections.deque()
+        self.active = 1  # the first `active` members get new chunks
         self.probe_sent = 0.0  # when the probe went; 0 when there is no probe (any more)
-        self.poller = select.poll()
-        self.by_fd: dict[int, _MapWorker] = {}
-        self.writing: set[_MapWorker] = set()  # workers whose jobs fd we poll for POLLOUT
         self.input_done = False
         self._start_worker()
 
+    def deliver(self, child: _Child, payload: bytes | bytearray | None) -> None:
+        """A chunk's results from `child`, or (`None`) its end (in the hub)."""
+        self.delivered.append((child, payload))  # the hand-off
+        self.changed.notify()
+
     def _start_worker(self) -> None:
-        jobs_r, jobs_w = multiprocessing.Pipe(duplex=False)
-        results_r, results_w = multiprocessing.Pipe(duplex=False)
-        _grow_pipe(jobs_w)
-        _grow_pipe(results_w)
         clock = None if self.limit is None else _SharedInts(3)
-        name = f"map-{next(_worker_count)}"
         try:
-            process, link = self.payload.start(_map_worker, (jobs_r, results_w, clock), name)
+            child = _hub().start(self.payload, f"map-{next(_worker_count)}", self, clock)
         except BaseException:
-            jobs_w.close()
-            results_r.close()
             self.close(abort=True)
             raise
-        worker = _MapWorker(process, link, jobs_w, results_r, clock)
-        self.workers.append(worker)
-        for fd in (worker.results_fd, worker.process.sentinel):
-            self.poller.register(fd, select.POLLIN)
-            self.by_fd[fd] = worker
-        self.by_fd[worker.jobs_fd] = worker
+        member = _Member(child, clock)
+        self.members.append(member)
+        self.by_child[child] = member
 
     def use(self, workers: int) -> None:
         self.active = max(1, min(workers, self.num))
-        while len(self.workers) < self.active and not self.input_done:
+        while len(self.members) < self.active and not self.input_done:
             self._start_worker()
 
     def no_more_input(self) -> None:
@@ -3807,335 +4047,193 @@ class _ProcessPool(_Pool):
     def _stop_idle(self) -> None:
         """Tell the workers that have no chunk left that there are no more, so that they
         exit while the caller reads the last results, not when it is done with them."""
-        for worker in self.workers:
-            if not worker.in_flight and not worker.stopped:
-                worker.send(b"")  # an empty frame: "no more jobs", and the worker exits
-                worker.stopped = True
-                for fd in (worker.results_fd, worker.process.sentinel):  # its exit is no news
-                    self.by_fd.pop(fd, None)
-                    with contextlib.suppress(KeyError):  # (a results pipe that saw EOF is out already)
-                        self.poller.unregister(fd)
+        for member in self.members:
+            if not member.jobs and not member.stopped and not member.gone:
+                _hub().send(member.child, _STOP)
+                member.stopped = True
+
+    def _feeding(self) -> list[_Member]:
+        return [m for m in self.members[: self.active] if not m.gone]
 
     def free(self) -> bool:
         depth = 1 if self.probe_sent else _DEPTH  # a probe waits alone: it may be slow
-        return any(len(w.in_flight) < depth for w in self.workers[: self.active])
+        return any(len(m.jobs) < depth for m in self._feeding())
 
-    def submit(self, job: int, first: int, chunk: _Chunk) -> int:
-        worker = min(self.workers[: self.active], key=lambda w: len(w.in_flight))
-        data = _dumps_chunk(job, chunk, first)
-        worker.send(data)
-        worker.in_flight[job] = (first, len(chunk))
-        if first == 0:
+    def submit(self, job: _Job, chunk: _Chunk) -> int:
+        member = min(self._feeding(), key=lambda m: len(m.jobs))
+        data = _dumps_chunk(job, chunk)
+        _hub().send(member.child, _JOB, 0, data)
+        member.jobs.append(job)
+        if job.first == 0:
             self.probe_sent = time.monotonic()
         return len(data)
 
-    def wait(self, timeout: float) -> list[_Done]:
-        for worker in self.workers:
-            if worker.unsent and worker not in self.writing:
-                self.poller.register(worker.jobs_fd, select.POLLOUT)
-                self.writing.add(worker)
-        finished, next_check = self._timed_out()
-        timeout = 0 if finished else min(timeout, next_check)
+    def wait(self, timeout: float) -> list[_Job]:
+        late, next_check = self.timed_out()
+        timeout = 0 if late else min(timeout, next_check)
         if self.probe_sent:
             timeout = min(timeout, max(0.0, self.probe_sent + _PROBE - time.monotonic()))
-        dead = None
-        for fd, _ in self.poller.poll(timeout * 1000):
-            if fd not in self.by_fd:
-                continue  # killed above, for a call that ran out of time
-            worker = self.by_fd[fd]
-            if fd == worker.jobs_fd:
-                worker.flush()
-                if not worker.unsent:
-                    self.poller.unregister(fd)
-                    self.writing.discard(worker)
-            elif fd == worker.results_fd:
-                try:
-                    done = self._read(worker)
-                except EOFError:  # it died; its sentinel says how
-                    self.poller.unregister(fd)
-                    continue
-                finished.append(done)
-                if worker.interrupted and done.error is not None:
-                    self._drop(worker)  # it stopped the call that ran out of time; it goes too
-            elif worker.interrupted:  # dead, having been interrupted: the timeout says why
-                finished += self._abandon(worker)
-            else:
-                dead = worker
-        if dead is not None:
-            self._died(dead)
-        if self.probe_sent and (finished or time.monotonic() >= self.probe_sent + _PROBE):
-            probe = finished[0] if finished else None
+        _wait(lambda: self.delivered, [self.changed], timeout)
+        done = late
+        with contextlib.suppress(IndexError):
+            while True:
+                child, payload = self.delivered.popleft()
+                member = self.by_child[child]
+                if member.gone and payload is not None:
+                    continue  # left behind: what it still sends is not wanted
+                if payload is not None:
+                    done.append(self._result(member, payload))
+                elif member.interrupted:  # it died, having been interrupted: the timeout says why
+                    done += self._abandon(member)
+                elif not member.gone:
+                    self._ended(member)
+        if self.probe_sent and (done or time.monotonic() >= self.probe_sent + _PROBE):
+            probe = done[0] if done else None
             if probe is None or probe.seconds / max(len(probe.results), 1) >= _WORTH_A_WORKER:
                 self.use(self.num)  # slow tasks, or slow to start: use every worker
             self.probe_sent = 0.0
-        if self.input_done and finished:
+        if self.input_done and done:
             self._stop_idle()
-        return finished
+        return done
 
-    def _timed_out(self) -> tuple[list[_Done], float]:
+    def _result(self, member: _Member, payload: bytes | bytearray) -> _Job:
+        results, failure, seconds = pickle.loads(payload)
+        job = member.jobs.popleft()  # (it answers in the order it was sent)
+        job.where, job.results, job.seconds = member.where(), results, seconds
+        if failure is not None:
+            index, packed = failure
+            job.failed(index, packed, self.limit)
+            if member.interrupted:
+                self._leave(member)  # it stopped the call that ran out of time; it goes too
+        return job
+
+    def _ended(self, member: _Member) -> None:
+        """Raise for a worker that ended before its chunks were done (or check it ended well)."""
+        member.gone = True
+        child = member.child
+        if child.start_error is not None:
+            raise child.start_error
+        if child.report and not member.jobs and child.exitcode:
+            raise _unpack_exception(child.report, f"raised in {child.who()} while loading the task")
+        if member.jobs or (child.exitcode and not member.stopped):
+            running = f" while running {member.running().items()}" if member.jobs else ""
+            code = child.exitcode
+            raise WorkerError(f"{child.who()} {_describe_exit(code, child.lost)}{running}", child.name, code)
+
+    def timed_out(self) -> tuple[list[_Job], float]:
         """Interrupt calls that ran out of time, and kill the workers that don't stop them in
         time (returning their chunks); also return the seconds until the next deadline."""
         limit = self.limit
         if limit is None:
             return [], _TICK
-        calls: list[tuple[tuple[_MapWorker, int], float]] = []  # (worker, item), since
-        interrupted: list[tuple[_MapWorker, float]] = []  # worker, since when
-        for worker in self.workers:
-            assert worker.clock is not None
-            running = _running(worker.clock.view)
-            if not worker.interrupted:
+        calls: list[tuple[tuple[_Member, int], float]] = []  # (member, item), since
+        interrupted: list[tuple[_Member, float]] = []  # member, since when
+        for member in self.members:
+            if member.gone:
+                continue
+            running = cast(_Clock, member.clock).running()
+            if not member.interrupted:
                 if running is not None:
-                    calls.append(((worker, running[0]), running[1]))
-            elif running is None or running[0] != worker.late_item:
-                worker.interrupted = 0.0  # it returned as it was interrupted; it goes on
+                    calls.append(((member, running[0]), running[1]))
+            elif running is None or running[0] != member.late_item:
+                member.interrupted = 0.0  # it returned as it was interrupted; it goes on
             else:
-                interrupted.append((worker, worker.interrupted))
+                interrupted.append((member, member.interrupted))
         late, next_check = _overdue(calls, limit)
         stubborn, next_grace = _overdue(interrupted, _GRACE)
-        finished: list[_Done] = []
-        for worker, _ in stubborn:
-            finished += self._abandon(worker)
-        for (worker, item), _ in late:
-            assert worker.clock is not None
-            worker.clock.view[2] = item + 1
-            worker.interrupted, worker.late_item = time.monotonic(), item
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(cast(int, worker.process.pid), _INTERRUPT)
+        jobs: list[_Job] = []
+        for member, _ in stubborn:
+            jobs += self._abandon(member)
+        for (member, item), _ in late:
+            cast(_Clock, member.clock).ints[2] = item + 1
+            member.interrupted, member.late_item = time.monotonic(), item
+            _hub().signal(member.child, _INTERRUPT)
             next_grace = min(next_grace, _GRACE)
-        return finished, min(next_check, next_grace)
+        return jobs, min(next_check, next_grace)
 
-    def _abandon(self, worker: _MapWorker) -> list[_Done]:
-        """Kill a worker whose call ran out of time and didn't stop (or died); report its chunk."""
-        finished: list[_Done] = []
-        with contextlib.suppress(EOFError):
-            while worker.in_flight and _readable(worker.results_fd):
-                finished.append(self._read(worker))  # what it sent before
-                if finished[-1].error is not None:  # it did stop the call, as it died
-                    self._drop(worker)
-                    return finished
-        job = min(worker.in_flight)  # the one it runs: it runs its jobs in order
-        first, _ = worker.in_flight[job]
-        item = worker.late_item
-        self._drop(worker)
-        assert self.limit is not None
-        error = _timeout_error(self.limit, item, f"in {worker.who()}")
-        lost = f"; the results of input items {first}-{item - 1} went with it" if item > first else ""
+    def _abandon(self, member: _Member) -> list[_Job]:
+        """Report the chunk of a worker whose call ran out of time and didn't stop (or died); kill it."""
+        job = member.running()
+        item = member.late_item
+        self._leave(member)
+        stopped = _Job(job.number, job.first, job.count, member.where())
+        stopped.failed(item - job.first, _timeout_error(cast(float, self.limit), item, member.where()), None)
+        lost = f"; the results of input items {job.first}-{item - 1} went with it" if item > job.first else ""
         _add_note(
-            error, f"the call did not stop within {_GRACE} s of an interrupt: ezq killed the worker{lost}"
+            cast(BaseException, stopped.error),
+            f"the call did not stop within {_GRACE} s of an interrupt: ezq killed the worker{lost}",
         )
-        return [*finished, _Done(job, [], error, 0.0)]
+        return [stopped]
 
-    def _drop(self, worker: _MapWorker) -> None:
-        """Kill a worker and forget it, in the middle of a map."""
-        _kill([worker.process])
-        for fd in (worker.results_fd, worker.process.sentinel, worker.jobs_fd):
-            self.by_fd.pop(fd, None)
-            with contextlib.suppress(KeyError):
-                self.poller.unregister(fd)
-        self.writing.discard(worker)
-        self.workers.remove(worker)
-        worker.release()
-
-    def _read(self, worker: _MapWorker) -> _Done:
-        job, results, error, seconds = pickle.loads(_read_frame(worker.results_fd))
-        if job == -1:  # the worker could not even load the task
-            raise _unpack_exception(error[1], f"raised in {worker.who()} while loading the task")
-        if job == -2:  # nor the chunk it was sent
-            raise _unpack_exception(error[1], f"raised in {worker.who()} while unpickling {worker.items()}")
-        exc = None
-        if error is not None:
-            exc = _chunk_error(error, worker.in_flight[job][0], f"in {worker.who()}", self.limit)
-        del worker.in_flight[job]
-        return _Done(job, results, exc, seconds)
-
-    def _died(self, worker: _MapWorker) -> None:
-        """Raise for a worker that exited in the middle of a map."""
-        try:
-            while worker.in_flight and _readable(worker.results_fd):
-                self._read(worker)  # what it finished before it died
-        except EOFError:
-            pass
-        _join(worker.process)
-        code = worker.process.exitcode or 0
-        running = f" while running {worker.items()}" if worker.in_flight else ""
-        raise WorkerError(f"{worker.who()} {_describe_exit(code)}{running}", worker.process.name, code)
+    def _leave(self, member: _Member) -> None:
+        """Kill a worker in the middle of a map and stop feeding it."""
+        member.gone = True
+        _hub().signal(member.child, signal.SIGKILL)
 
     def close(self, abort: bool) -> None:
-        if abort:
-            _kill([w.process for w in self.workers])
-        for worker in self.workers:
-            if not abort and not worker.stopped:
-                worker.send(b"")  # an empty frame: "no more jobs", and the worker exits
-            _join(worker.process)
-            worker.release()
+        """Stop the workers: tell them there are no more chunks, or (abort) terminate them.
+
+        Then wait for them to end, but not for a worker's own threads: one
+        that has said it is done and lingers (a non-daemon thread its task
+        left) is left to run out; it is terminated at exit if it hasn't.
+        """
+        hub = _hub()
+        for member in self.members:
+            if abort:
+                hub.end_child(member.child)
+            elif not member.stopped and not member.child.ended:
+                hub.send(member.child, _STOP)
+        children = [m.child for m in self.members]
+        events = [child.changed for child in children]
+        if not abort:
+            _wait(lambda: all(c.ended or c.report is not None for c in children), events)
+        _wait(lambda: all(c.ended for c in children), events, _GRACE + 0.5)
 
 
-_HEADER = 8
-"""Bytes of the length that starts a frame on a map pipe or a downlink (little-endian)."""
-
-
-def _write_rest(fd: int, views: list[memoryview], written: list[int], wait: bool = False) -> None:
-    """Write what is left of `views` after `written`, the bytes each earlier write took.
-
-    Each write's count goes into `written` inside C code (list.extend
-    calling os.writev through builtins.map), where no signal handler can run:
-    in the main thread, a handler runs just after a call returns, and an
-    exception it raises there would otherwise lose the count, and with it
-    where the frame stands in the pipe. With `wait`, wait until a
-    non-blocking `fd` takes more.
-    """
-    while rest := _skip(views, sum(written)):
-        if wait:
-            _wait_writable(fd)
-        written.extend(builtins.map(os.writev, (fd,), (rest,)))
-
-
-def _read_rest(fd: int, buffer: bytearray, counts: list[int], before: int = 0) -> None:
-    """Fill what is left of `buffer`, from a blocking `fd`.
-
-    `counts` holds the bytes each earlier read took, `before` of them into
-    earlier buffers; each read's count goes into it inside C code (see `_write_rest`).
-    """
-    view = memoryview(buffer)
-    while (got := sum(counts) - before) < len(buffer):
-        counts.extend(builtins.map(os.readv, (fd,), ([view[got:]],)))
-        if not counts[-1]:
-            raise EOFError("the other end closed the pipe")
-
-
-def _writev(fd: int, views: list[memoryview]) -> list[memoryview]:
-    """Write as much of `views` as `fd` takes in one call; return what is left."""
-    return _skip(views, os.writev(fd, views))
-
-
-def _skip(views: list[memoryview], count: int) -> list[memoryview]:
-    """`views` without their first `count` bytes (a new list: `views` is left as it is)."""
-    index = 0
-    while index < len(views) and count >= len(views[index]):
-        count -= len(views[index])
-        index += 1
-    rest = views[index:]
-    if rest and count:
-        rest[0] = rest[0][count:]
-    return rest
-
-
-def _frame_views(data: bytes) -> list[memoryview]:
-    """A frame of a map pipe or a downlink, to write: its length, then `data`."""
-    return [memoryview(len(data).to_bytes(_HEADER, "little")), memoryview(data)]
-
-
-def _write_frame(fd: int, data: bytes) -> None:
-    """Write one frame to a blocking `fd`."""
-    views = _frame_views(data)
-    while views:
-        views = _writev(fd, views)
-
-
-def _read_frame(fd: int) -> bytearray:
-    """Read one length-prefixed frame from a blocking `fd`."""
-    return _read_exactly(fd, int.from_bytes(_read_exactly(fd, _HEADER), "little"))
-
-
-def _read_exactly(fd: int, size: int) -> bytearray:
-    data = bytearray(size)
-    _read_rest(fd, data, [])
-    return data
-
-
-def _wait_writable(fd: int) -> None:
-    """Wait until a pipe can take more (or its reader has gone)."""
-    poller = select.poll()
-    poller.register(fd, select.POLLOUT)
-    poller.poll()
-
-
-def _readable(fd: int) -> bool:
-    """`True` if `fd` has data (or an end of file) to read now."""
-    return _wait_any([fd], 0)  # poll, not select: select() can't take fds >= 1024
-
-
-def _wait_any(handles: list[Any], timeout: float) -> bool:
-    """Wait until one of `handles` (fds, or objects with `fileno()`) is readable; `False` on timeout.
-
-    Like `multiprocessing.connection.wait`, without building a selector each time.
-    """
-    poller = select.poll()
-    for handle in handles:
-        poller.register(handle, select.POLLIN)
-    return bool(poller.poll(timeout * 1000))
-
-
-def _grow_pipe(conn: Connection) -> None:
-    """Give a map pipe a 1 MiB buffer (Linux): fewer wake-ups for large items."""
-    try:
-        import fcntl
-
-        fcntl.fcntl(conn.fileno(), getattr(fcntl, "F_SETPIPE_SZ"), _CHUNK_BYTES)  # noqa: B009 (Linux only)
-    except (ImportError, AttributeError, OSError):
-        pass
-
-
-def _dumps_chunk(job: int, chunk: _Chunk, first: int) -> bytes:
+def _dumps_chunk(job: _Job, chunk: _Chunk) -> bytes:
     """Pickle a chunk of map input, or raise naming the item that can't go."""
     try:
-        return _dumps((job, first, chunk), what="a chunk of map input")
+        return _dumps((job.first, chunk), what="a chunk of map input")
     except Exception:
         for index, item in enumerate(chunk):
-            _dumps(item, what=f"map input item {first + index}")
+            _dumps(item, what=f"map input item {job.first + index}")
         raise
 
 
-def _map_worker(
-    data: bytes,
-    ends: _Ends,
-    lifeline: Connection,
-    jobs: Connection,
-    results: Connection,
-    clock: _SharedInts | None,
-) -> None:
-    """Body of a map process worker: run chunks until an empty frame says stop.
+def _run_chunks(pump: _Pump, work: tuple[Callable[..., Any], bool], shared: _SharedInts | None) -> None:
+    """In a map worker: run chunks until the parent says there are no more (`_STOP`).
 
-    With a time limit, it keeps `clock` (see `_Clock`) and stops a call when
-    the parent signals that it ran out of time.
+    With a time limit, it keeps a `_Clock` and stops a call when the parent
+    signals that it ran out of time.
     """
-    _worker_setup(lifeline)
-    jobs_fd, results_fd = jobs.fileno(), results.fileno()
-    try:
-        (task, star), remotes = _Payload.load(data, ends)
-    except BaseException as exc:  # e.g. the task's module can't be imported here
-        _write_frame(results_fd, pickle.dumps((-1, [], (0, _pack_exception(exc)), 0.0), protocol=5))
-        return
-    view = None if clock is None else clock.view
-    if view is not None:
-        signal.signal(_INTERRUPT, functools.partial(_on_interrupt, view))
-    try:
-        while frame := _read_frame(jobs_fd):
-            try:
-                job, first, chunk = pickle.loads(frame)
-            except BaseException as exc:  # e.g. an item's class can't be imported here
-                _write_frame(results_fd, pickle.dumps((-2, [], (0, _pack_exception(exc)), 0.0), protocol=5))
-                break
-            out, failure, seconds = _call_each(task, star, chunk, first, view)
-            error = None if failure is None else (len(out), _pack_exception(failure))
-            try:
-                reply = _dumps((job, out, error, seconds), "map results", travels=False)
-            except Exception:  # (the SIGUSR2 handler raises a BaseException, never this)
-                reply = _dumps_results(job, out, error, seconds)
-            _write_frame(results_fd, reply)
-    except EOFError:
-        pass  # the parent is gone (the lifeline thread ends us anyway)
-    for remote in remotes:
-        remote.close()
+    task, star = work
+    clock = None if shared is None else _Clock(shared)
+    if clock is not None:
+        signal.signal(_INTERRUPT, functools.partial(_on_interrupt, clock))
+    while (frame := pump.next_job()) is not None:
+        results: list[Any] = []
+        try:
+            first, chunk = pickle.loads(frame)
+        except BaseException as exc:  # an item's class can't be imported here, say
+            pump.send(_RESULT, 0, pickle.dumps(([], (None, _pack_exception(exc)), 0.0), protocol=5))
+            continue
+        failure, seconds = _call_each(task, star, chunk, first, clock, results)
+        error = None if failure is None else (len(results), _pack_exception(failure))
+        try:
+            reply = _dumps((results, error, seconds), "map results", travels=False)
+        except Exception:  # (the SIGUSR2 handler raises a BaseException, never this)
+            reply = _dumps_results(results, error, seconds)
+        pump.send(_RESULT, 0, reply)
+    pump.send(_DONE, 0)
 
 
-def _dumps_results(job: int, out: list[Any], error: Any, seconds: float) -> bytes:
+def _dumps_results(out: list[Any], error: Any, seconds: float) -> bytes:
     """Report the first result of a chunk that can't be pickled, as its error."""
     for index, result in enumerate(out):
         try:
             _dumps(result, what=f"the result of map item {index} of its chunk", travels=False)
         except Exception as exc:
-            return pickle.dumps((job, out[:index], (index, _pack_exception(exc)), seconds), protocol=5)
+            return pickle.dumps((out[:index], (index, _pack_exception(exc)), seconds), protocol=5)
     raise TypeError("cannot pickle the results of a chunk")  # (each alone can: not seen so far)
 
 
@@ -4143,28 +4241,30 @@ def _call_each(
     task: Callable[..., Any],
     star: bool,
     chunk: _Chunk,
-    first: int = 0,
-    clock: _Clock | None = None,
-    results: list[Any] | None = None,
-) -> tuple[list[Any], BaseException | None, float]:
-    """Run a chunk of a map: its results, the exception that stopped it (if any), and how long it took.
+    first: int,
+    clock: _Clock | None,
+    results: list[Any],
+) -> tuple[BaseException | None, float]:
+    """Run a chunk of a map into `results`: the exception that stopped it (if any), and how long it took.
 
     On an exception, the results of the items before it are kept, so that
     they can be yielded before the exception is raised. With a `clock`
     (for a time limit), it says which input item (`first` + index) runs
-    since when; `results` may be given, to be seen while the chunk runs.
+    since when.
     """
-    if results is None:
-        results = []
     append = results.append
     start = time.perf_counter()
     try:
         if clock is not None:
+            ints = clock.ints
             for item, arg in enumerate(chunk, first + 1):
-                clock[1] = time.monotonic_ns()  # the start first: see _running
-                clock[0] = item
+                ints[1] = time.monotonic_ns()  # the start first: see _Clock.running
+                ints[0] = item
                 append(task(*arg) if star else task(arg))
-            clock[0] = 0
+                if _interrupted[0] == item:  # the call swallowed the interrupt (a bare except:)
+                    del results[-1]
+                    raise _TimedOut("the call ran out of time, and its code caught the interrupt")
+            ints[0] = 0
         elif star:
             for args in chunk:
                 append(task(*args))
@@ -4172,15 +4272,18 @@ def _call_each(
             for arg in chunk:
                 append(task(arg))
     except BaseException as exc:
-        if clock is not None and clock[0]:
-            del results[clock[0] - 1 - first :]  # an interrupt may land just after the call returned
-            clock[0] = 0
+        if clock is not None and clock.ints[0]:
+            del results[clock.ints[0] - 1 - first :]  # an interrupt may land just after the call returned
+            clock.ints[0] = 0
         error = exc
         if isinstance(exc, SystemExit):  # raised in the caller, it would end the program without a word
             error = WorkerError(f"the task called sys.exit({exc.code!r})").with_traceback(exc.__traceback__)
             error.__cause__ = exc
-        return results, error, time.perf_counter() - start
-    return results, None, time.perf_counter() - start
+        return error, time.perf_counter() - start
+    return None, time.perf_counter() - start
+
+
+## Checks ##
 
 
 def _check_message(kind: object, order: object) -> None:

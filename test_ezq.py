@@ -1630,7 +1630,7 @@ pause = []  # seconds the hub waits, once, after it takes a request
 def pause_after_answering(frame, event, arg):
     # In the hub thread, when it has taken a request (q.end() first has it
     # read what workers wrote), and before it goes on.
-    if event == "return" and frame.f_code.co_name == "_answer" and arg and pause:
+    if event == "return" and frame.f_code.co_name == "drain" and pause:
         time.sleep(pause.pop())
 
 hub_run = ezq._Hub._run
@@ -1722,21 +1722,13 @@ def test_file_descriptors_above_1023_work(start_method: str) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def test_a_worker_that_reports_and_exits_between_two_looks_is_not_called_dead(
-    start_method: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    readable = ezq._readable
-
-    def slow_readable(fd: int) -> bool:
-        ready = readable(fd)
-        time.sleep(0.3)  # meanwhile the worker reports its exception and exits
-        return ready
-
-    monkeypatch.setattr(ezq, "_readable", slow_readable)
-    q: ezq.Q[None] = ezq.Q()
-    worker = ezq.run(boom_later, 7)
-    with pytest.raises(ValueError, match="boom 7"):
-        q.stop(worker)  # it looks at its workers on every tick (0.25 s): one look falls in the gap
+def test_a_worker_that_reports_and_exits_at_once_is_never_called_dead(start_method: str) -> None:
+    # Its report and its exit come together: whoever looks first, the
+    # worker raised, it did not die.
+    workers = [ezq.run(boom_later, 0) for _ in range(20)]
+    for worker in workers:
+        with pytest.raises(ValueError, match="boom 0"):
+            worker.join(timeout=30)
 
 
 def join_into(worker: ezq.Worker, errors: list[BaseException | None]) -> None:
@@ -2106,8 +2098,8 @@ def test_an_interrupted_start_leaves_the_next_one_its_own_pid(start_method: str)
     out: ezq.Q[int] = ezq.Q()
     ezq.run(quit_at_once).join()  # the server runs
 
-    def after_asking(frame: Any, event: str, arg: Any) -> None:
-        if event == "return" and frame.f_code.co_name == "send_fds" and in_ezq(frame.f_back):
+    def after_asking(frame: Any, event: str, arg: Any) -> None:  # as it waits for the answer
+        if event == "call" and frame.f_code.co_name == "result" and in_ezq(frame):
             signal.raise_signal(signal.SIGUSR1)
 
     with raising_in_ezq(signal.SIGUSR1, also=after_asking), pytest.raises(Alarm):
@@ -2126,9 +2118,9 @@ def test_the_fork_servers_request_numbers_wrap_around(start_method: str) -> None
     if start_method == "fork":
         pytest.skip("fork starts workers without the fork server")
     ezq.run(quit_at_once).join()  # the server runs
-    server = ezq._state.server
-    assert server is not None
-    server.requests = itertools.count(2**32 - 1)
+    hub = ezq._state.hub
+    assert hub is not None and hub.servers
+    hub.servers[-1].numbers = itertools.count(2**32 - 1)
     out: ezq.Q[int] = ezq.Q()
     workers = [ezq.run(report_pid, out) for _ in range(2)]
     for worker in workers:
@@ -2180,7 +2172,7 @@ def ask_then_stop(q: ezq.Q[int]) -> None:
     """Get one message, but stop (an exception) just after asking the queue for a batch, and end."""
 
     def after_asking(frame: Any, event: str, arg: Any) -> None:
-        if event == "return" and frame.f_code.co_name == "send" and frame.f_back.f_code.co_name == "_frames":
+        if event == "return" and frame.f_code.co_name == "request" and frame.f_back.f_code.co_name == "get":
             signal.raise_signal(signal.SIGUSR1)
 
     with raising_in_ezq(signal.SIGUSR1, also=after_asking), contextlib.suppress(Alarm):
