@@ -10,10 +10,10 @@ find_python = $(or $(shell p=$$(pyenv prefix $(1) 2>/dev/null) && echo $$p/bin/p
 FOUND := $(foreach v,$(VERSIONS),$(if $(call find_python,$(v)),$(v)))
 PYTHONS := $(or $(foreach v,$(FOUND),$(call find_python,$(v))),python3)
 PYTHON := $(firstword $(shell command -v python3) python3)
-TEST_DEPS := dill pytest pytest-timeout tqdm loky distributed
-NODILL_DEPS := pytest pytest-timeout
+TEST_DEPS := dill pytest pytest-timeout pytest-xdist tqdm loky distributed
+NODILL_DEPS := pytest pytest-timeout pytest-xdist
 LINT_DEPS := dill pytest mypy ruff pyright
-PACKAGE_DEPS := build twine mypy pyright pytest pytest-timeout
+PACKAGE_DEPS := build twine mypy pyright pytest pytest-timeout pytest-xdist
 PIP := -m pip install --quiet --disable-pip-version-check
 
 # $(call venv,PYTHON,NAME,DEPS): make .venv/NAME with DEPS unless it has them already.
@@ -46,7 +46,7 @@ test:  ## everything: the tests on each Python (fork, spawn, forkserver), withou
 test-nodill:  ## the tests where dill is not installed (ezq.py copied into a project)
 	$(call venv,$(PYTHON),nodill,$(NODILL_DEPS))
 	@echo "=== without dill ==="
-	.venv/nodill/bin/python -m pytest -q test_ezq.py
+	.venv/nodill/bin/python -m pytest -q -n 4 test_ezq.py
 
 package:  ## build the sdist and wheel, check them, and type-check a user's script against them
 	$(call venv,$(PYTHON),package,$(PACKAGE_DEPS))
@@ -61,7 +61,7 @@ package:  ## build the sdist and wheel, check them, and type-check a user's scri
 test-one:
 	$(call venv,$(PY),$(NAME),$(TEST_DEPS))
 	@echo "=== $(NAME) ==="
-	.venv/$(NAME)/bin/python -m pytest -q test_ezq.py
+	.venv/$(NAME)/bin/python -m pytest -q -n 4 test_ezq.py
 
 lint:  ## ruff (lint and format) and mypy --strict
 	$(call venv,$(PYTHON),lint,$(LINT_DEPS))

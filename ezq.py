@@ -84,7 +84,6 @@ import marshal
 import math
 import mmap
 import multiprocessing
-import multiprocessing.process
 import multiprocessing.spawn
 import os
 import pickle
@@ -318,6 +317,7 @@ class Q(Generic[T]):
         expected = start
         waiting: list[tuple[int, int, Msg[T]]] = []  # a heap of (order, arrival, msg)
         arrival = itertools.count()
+        ended = done = False
         try:
             for msg in self:
                 if msg.order < expected:
@@ -327,11 +327,15 @@ class Q(Generic[T]):
                 while waiting and waiting[0][0] == expected:
                     yield heapq.heappop(waiting)[2]
                     expected += 1
+            ended = True
             while waiting:
                 yield heapq.heappop(waiting)[2]
+            done = True
         finally:  # stopped early (a break): what was held back goes back on the queue
             while waiting:
                 self.put(heapq.heappop(waiting)[2])
+            if ended and not done:  # and so does the end marker it had read
+                self.end()
 
     def items(self, cache: bool = False, sort: bool = False) -> Iterator[Msg[T]]:
         """End the queue and yield the messages that are on it.
@@ -385,7 +389,7 @@ class Q(Generic[T]):
         for worker in running:
             self.end()
             self._ended.add(worker)
-        _join_all(group, limit)
+        Worker._join_all(group, limit)  # pyright: ignore[reportPrivateUsage] (Q and Worker work together)
         return self
 
     def qsize(self) -> int:
@@ -560,13 +564,50 @@ class Worker:
         return isinstance(error, WorkerError) and error.exitcode is not None
 
     def _terminate(self) -> None:
-        """Stop a process worker now, and wait (a little) until it has gone; thread workers can't be stopped."""
+        """Stop a process worker now, and wait (a little) for it to go; a thread worker can't be stopped."""
         if self._child is not None and not self._child.ended:
             _hub().end_child(self._child)
             _wait(self._finished, [self._changed()], _GRACE + 1)
 
     def __reduce__(self) -> tuple[Any, ...]:
         raise TypeError("a Worker can't be sent to another process: join it where it was started")
+
+    @staticmethod
+    def _join_all(workers: list[Worker], timeout: float | None = None) -> None:
+        """Wait for every worker (at most `timeout` seconds); raise the first failure (see `Q.stop`)."""
+
+        def settled() -> bool:  # all done, or one died
+            return all(w._finished() for w in workers) or any(w._finished() and w._died() for w in workers)
+
+        try:
+            if not _wait(settled, [w._changed() for w in workers], timeout):
+                pending = [w for w in workers if not w._finished()]
+                names = ", ".join(
+                    repr(w.name) + ("" if w.pid is None else f" (pid {w.pid})") for w in pending
+                )
+                raise TimeoutError(f"{len(pending)} worker(s) still running after {timeout} s: {names}")
+        except TimeoutError:
+            raise  # the caller decides what becomes of the workers
+        except BaseException:  # Ctrl-C: take the workers down
+            for worker in workers:
+                worker._terminate()
+            raise
+        dead = next((w for w in workers if w._finished() and w._died()), None)
+        if dead is not None:  # a worker died: take the others down, as their queue may have lost messages
+            pending = [w for w in workers if not w._finished()]
+            for worker in pending:
+                worker._terminate()
+            error = cast(BaseException, dead._error())
+            if pending:
+                _add_note(error, f"ezq terminated the {len(pending)} other worker(s) being stopped")
+            raise error
+        failed = [error for error in (w._error() for w in workers) if error is not None]
+        if failed:
+            if len(failed) > 1:
+                _add_note(
+                    failed[0], f"{len(failed)} of {len(workers)} workers failed; this is the first error"
+                )
+            raise failed[0]
 
 
 def run(task: Callable[..., Any], *args: Any, **kwargs: Any) -> Worker:
@@ -592,39 +633,6 @@ def _workers(workers: object) -> list[Worker]:
         if not isinstance(worker, Worker):
             raise TypeError(f"expected a Worker or an iterable of Workers, got a {type(worker).__name__}")
     return cast(list[Worker], group)
-
-
-def _join_all(workers: list[Worker], timeout: float | None = None) -> None:
-    """Wait for every worker (at most `timeout` seconds); raise the first failure (see `Q.stop`)."""
-
-    def settled() -> bool:  # all done, or one died
-        return all(w._finished() for w in workers) or any(w._finished() and w._died() for w in workers)
-
-    try:
-        if not _wait(settled, [w._changed() for w in workers], timeout):
-            pending = [w for w in workers if not w._finished()]
-            names = ", ".join(repr(w.name) + ("" if w.pid is None else f" (pid {w.pid})") for w in pending)
-            raise TimeoutError(f"{len(pending)} worker(s) still running after {timeout} s: {names}")
-    except TimeoutError:
-        raise  # the caller decides what becomes of the workers
-    except BaseException:  # Ctrl-C: take the workers down
-        for worker in workers:
-            worker._terminate()
-        raise
-    dead = next((w for w in workers if w._finished() and w._died()), None)
-    if dead is not None:  # a worker died: take the others down, as their queue may have lost messages
-        pending = [w for w in workers if not w._finished()]
-        for worker in pending:
-            worker._terminate()
-        error = cast(BaseException, dead._error())
-        if pending:
-            _add_note(error, f"ezq terminated the {len(pending)} other worker(s) being stopped")
-        raise error
-    failed = [error for error in (w._error() for w in workers) if error is not None]
-    if failed:
-        if len(failed) > 1:
-            _add_note(failed[0], f"{len(failed)} of {len(workers)} workers failed; this is the first error")
-        raise failed[0]
 
 
 ## map ##
@@ -864,6 +872,7 @@ _GIVE_BACK = 7  # messages of the queue `index` that a reader fetched and will n
 _RESULT = 8  # the results of a map chunk
 _DONE = 9  # its task has returned (payload: b"") or raised (payload: the exception, packed)
 _LOG = 10  # a log record, for the parent's handlers (see _forward_logs)
+_HELLO = 15  # its first frame: it runs (payload: its pid), and has its ends of its pipes
 # On the fork server's socket:
 _START = 11  # to the server: start a worker (`index`: the request's number; file descriptors beside it)
 _STARTED = 12  # from the server: the worker of request `index` runs (payload: its pid)
@@ -1259,8 +1268,7 @@ def _script_class(
     The class is made as it is, not made again: without its metaclass's own
     `__new__` and `__init__`, nor its bases' `__init_subclass__` (which may
     want keywords of the class statement that are gone): what they did is in
-    the dict, which comes as it is. It is made with `object` as its base,
-    then given its bases, where their layout allows it. Only an enum is made
+    the dict, which comes as it is (see `_make_class`). Only an enum is made
     by its metaclass, which makes its `members`.
     """
     known = _BY_TOKEN.get(token)
@@ -1273,17 +1281,45 @@ def _script_class(
             prepared[key] = value
         cls = meta(name, bases, prepared)
     else:
-        try:
-            cls = cast(type, type.__new__(meta, name, (object,), dict(namespace)))
-            cls.__bases__ = bases
-        except TypeError:  # a base of another layout (int, tuple, an exception): its hooks run
-            try:
-                cls = cast(type, type.__new__(meta, name, bases, dict(namespace)))
-            except TypeError:  # a metaclass in C that type.__new__ can't make (ctypes')
-                cls = meta(name, bases, dict(namespace))
+        cls = _make_class(meta, name, bases, namespace)
     _remember(cls, token)
     _UNFINISHED.add(cls)
     return cls
+
+
+class _Quiet:
+    """A first base that keeps the real bases' `__init_subclass__` from running (see `_make_class`)."""
+
+    __slots__ = ()
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        pass
+
+
+class _QuietWithDict:
+    """`_Quiet`, for bases whose instances have a `__dict__` (their layout must match)."""
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        pass
+
+
+def _make_class(meta: type, name: str, bases: tuple[type, ...], namespace: dict[str, Any]) -> type:
+    """Make a class as `type` does, without its metaclass's `__new__` and its bases' `__init_subclass__`.
+
+    A base's `__init_subclass__` runs when a class is made; `_Quiet`, put
+    first, takes the call, then the real bases take its place, where their
+    layout allows it.
+    """
+    if any("__init_subclass__" in vars(b) for base in bases for b in base.__mro__[:-1]):
+        for quiet in (_Quiet, _QuietWithDict):
+            with contextlib.suppress(TypeError):
+                cls = cast(type, type.__new__(meta, name, (quiet, *bases), dict(namespace)))
+                cls.__bases__ = bases
+                return cls
+    try:
+        return cast(type, type.__new__(meta, name, bases, dict(namespace)))
+    except TypeError:  # a metaclass in C that type.__new__ can't make (ctypes')
+        return cast(type, meta(name, bases, dict(namespace)))
 
 
 _ClassState = tuple[dict[str, Any], dict[str, Any], dict[str, Any]]
@@ -1488,6 +1524,7 @@ class _Reducers:
         if isinstance(obj, type):
             return self._class(obj)
         if kind is types.ModuleType:
+            _Attach.uses(obj.__name__)
             return (_import, (obj.__name__,))
         if kind is types.CodeType:  # by marshal, not dill: dill 0.4.1 can't pickle code on 3.15
             return (marshal.loads, (marshal.dumps(obj),))
@@ -1505,12 +1542,13 @@ class _Reducers:
         return NotImplemented if reduce is None else reduce(self, obj)
 
     def _by_value(self, obj: Any, name: str | None = None) -> bool:
-        """`True` if the function or class `obj` travels by value."""
-        if self.mode == "by name":
-            return False
+        """`True` if the function or class `obj` travels by value (else its module, see `_Attach`)."""
         if self.mode == "by value" and obj.__module__ == "__main__":
             return True
-        return not _found(obj, name)
+        if self.mode != "by name" and not _found(obj, name):
+            return True
+        _Attach.uses(obj.__module__)
+        return False
 
     def _function(self, func: types.FunctionType) -> Any:
         if not self._by_value(func):
@@ -1518,15 +1556,22 @@ class _Reducers:
         code = func.__code__
         globals_ = func.__globals__
         annotations = _annotations(func)
-        names = {*_global_names(code), *_names_in(annotations)}
-        values = {name: globals_[name] for name in names if name in globals_}
-        if (
-            "globals" in names
-        ):  # globals()[name] finds what the code doesn't name: its module's functions and classes
-            kin = (types.FunctionType, type)
-            values.update(
-                (k, v) for k, v in globals_.items() if isinstance(v, kin) and v.__module__ == func.__module__
-            )
+        space = self._space(globals_)
+        values: dict[str, Any] = {}
+        if not (
+            isinstance(space, _Space) and space.kind == "module"
+        ):  # (a module has its own, where it arrives)
+            names = {*_global_names(code), *_names_in(annotations)}
+            values = {name: globals_[name] for name in names if name in globals_}
+            if (
+                "globals" in names
+            ):  # globals()[name] finds what the code doesn't name: its functions and classes
+                kin = (types.FunctionType, type)
+                values.update(
+                    (k, v)
+                    for k, v in globals_.items()
+                    if isinstance(v, kin) and v.__module__ == func.__module__
+                )
         closure = func.__closure__
         attributes: dict[str, Any] = {
             "__defaults__": func.__defaults__,
@@ -1543,7 +1588,7 @@ class _Reducers:
         contents = [_cell_contents(cell) for cell in closure or ()]
         state: _FunctionState = (values, contents, attributes, _submodules(values.values(), code))
         cells = None if closure is None else len(closure)
-        args = (_token(func), code, self._space(globals_), func.__name__, cells)
+        args = (_token(func), code, space, func.__name__, cells)
         return (_script_function, args, state, None, None, _finish_function)
 
     def _space(self, globals_: dict[str, Any]) -> Any:
@@ -1581,8 +1626,10 @@ class _Reducers:
         for name, value in items.items():
             if _made_by_type(cls, name, value):
                 continue
-            if type(value) is types.FunctionType or type(value) in _DESCRIPTORS:
-                namespace[name] = value  # at hand as the class is made (for __init_subclass__, say)
+            if type(value) is types.FunctionType or type(value) in _DESCRIPTORS or name == "__orig_bases__":
+                namespace[name] = (
+                    value  # at hand as the class is made (for __init_subclass__: Generic's, say)
+                )
             elif _plain(value) and (members is None or name in ("__module__", "__qualname__", "__doc__")):
                 namespace[name] = value
             else:
@@ -1666,7 +1713,7 @@ def _reduce_lock(reducers: _Reducers, obj: Any) -> Any:
 
     (dill copies a lock with its state, and an RLock as held.)
     """
-    kind = type(obj)
+    kind = cast(Any, type(obj))
     if kind is type(threading.RLock()):
         return (threading.RLock, ())
     if kind is _thread.LockType:
@@ -1854,13 +1901,27 @@ class _Attach:
     """Collects the process queues met while pickling what a worker gets (see `Q.__reduce__`).
 
     Each gets a place among the worker's queues: the index of its frames on
-    the worker's pipes. Use as `with _Attach() as attach:`.
+    the worker's pipes. Use as `with _Attach() as attach:`. It also collects
+    the modules that what it pickles names, which the fork server imports
+    once for all its workers (else each would import them at its start).
     """
 
     _local = threading.local()
 
     def __init__(self) -> None:
         self.homes: list[_Home] = []
+        self.modules: set[str] = set()
+
+    @classmethod
+    def uses(cls, module: object) -> None:
+        """What is being pickled names `module` (a module's name)."""
+        attach = cls.current()
+        if (
+            attach is not None
+            and isinstance(module, str)
+            and module not in ("__main__", "builtins", __name__)
+        ):
+            attach.modules.add(module)
 
     @classmethod
     def current(cls) -> _Attach | None:
@@ -1942,7 +2003,7 @@ class _Settings:
         if self.decimal_context is not None:
             importlib.import_module("decimal").setcontext(self.decimal_context)
         cast(list[Any], warnings.filters)[:] = self.warnings_filters
-        cast(Callable[[], None], getattr(warnings, "_filters_mutated"))()  # noqa: B009 (as filterwarnings does)
+        _filters_changed()
         if self.log_levels is not None:
             _forward_logs(self.log_levels, self.log_disable, self.log_forward)
 
@@ -1963,6 +2024,7 @@ def _forward_logs(levels: dict[str, int], disable: int, forward: bool) -> None:
     for logger in [root, *root.manager.loggerDict.values()]:
         if isinstance(logger, logging.Logger):
             logger.handlers.clear()  # inherited under fork: the parent's handle the records
+            logger.propagate = True  # to the one that sends them up (the parent's loggers decide)
     for name, level in levels.items():
         logger = logging.getLogger(name or None)
         logger.disabled = level > logging.CRITICAL
@@ -1989,8 +2051,9 @@ def _forward_record(record: Any) -> None:
     try:
         data = pickle.dumps(record, protocol=5)
     except Exception:  # an attribute given in `extra=` that won't pickle: the record goes without it
-        standard = vars(logging.makeLogRecord({}))
-        data = pickle.dumps(logging.makeLogRecord({k: v for k, v in vars(record).items() if k in standard}))
+        standard = cast(dict[str, Any], vars(logging.makeLogRecord({})))
+        kept = {name: value for name, value in cast(dict[str, Any], vars(record)).items() if name in standard}
+        data = pickle.dumps(logging.makeLogRecord(kept), protocol=5)
     pump.send(_LOG, 0, data)
 
 
@@ -2004,19 +2067,28 @@ def _handle_log(data: bytes | bytearray) -> None:
         traceback.print_exc()
 
 
+def _filters_changed() -> None:
+    """Tell `warnings` that its filters changed (as `warnings.filterwarnings` does)."""
+    cast(Callable[[], None], getattr(warnings, "_filters_mutated"))()  # noqa: B009 (private)
+
+
+_FORK_WARNING = re.compile(r".*use of fork\(\) may lead to deadlocks", re.I)
+
+
 class _Payload:
     """What a new process worker runs: its settings and task, pickled, and the queues they mention."""
 
-    def __init__(self, data: bytes, homes: list[_Home]) -> None:
+    def __init__(self, data: bytes, homes: list[_Home], modules: list[str]) -> None:
         self.data = data
         self.homes = homes
+        self.modules = modules  # that it names (see _Attach)
 
     @classmethod
     def dump(cls, obj: Any, what: str) -> _Payload:
         _calls[0] += 1  # a new call: a class's pickle carries its globals' values now (see _blob)
         with _Attach() as attach:
             data = _dumps((_Settings.now(), obj), what)
-        return cls(data, attach.homes)
+        return cls(data, attach.homes, sorted(attach.modules))
 
     def frame(self) -> bytes:
         """The worker's first frame (`_TASK`): its queues' sizes now, then `data`."""
@@ -2286,6 +2358,7 @@ class _Child:
         self.up: _Wire | None = None
         self.down: _Wire | None = None
         self.server: _Server | None = None  # the fork server that started it, if one did
+        self.escrow: list[int] = []  # its ends of its pipes, until the caller that forks it has forked
         self.report: bytes | None = None
         self.hung_up = False  # its up pipe has closed: it is ending
         self.exitcode: int | None = None
@@ -2395,12 +2468,21 @@ class _Hub:
     ) -> _Child:
         """Start a worker process that runs `payload` (for `pool`, a map, if given).
 
-        For a map, this returns at once (its pid comes later, and a failed
-        start ends it with `start_error`); else once the worker runs.
+        Under fork, the main thread forks the worker itself, so that it is a
+        fork of the caller, with its thread's own state too (its thread-local
+        data, an sqlite3 connection it made); another thread has the hub fork
+        it, as the hub lives as long as the process and a worker's
+        PR_SET_PDEATHSIG fires when the thread that forked it ends. For a map,
+        this returns at once (its pid comes later, and a failed start ends it
+        with `start_error`); else once the worker runs.
         """
         child = _Child(name, payload.homes, pool)
-        future = self.call(_Hub._start, child, payload, clock)
-        if pool is None:
+        here = _start_method() == "fork" and threading.current_thread() is threading.main_thread()
+        future = self.call(_Hub._start, child, payload, clock, here)
+        if here:
+            child.pid = pid = _fork(cast(_Start, future.result()))
+            self.tell(_Hub._forked, child, pid)
+        elif pool is None:
             future.result()
         return child
 
@@ -2515,7 +2597,7 @@ class _Hub:
         returns: Any = None,
         fds: list[int] | None = None,
     ) -> None:
-        """Queue a frame on `wire` (in the hub): written at the end of this turn, or once the pipe takes it."""
+        """Queue a frame on `wire` (in the hub): written at the end of the turn, or once its pipe takes it."""
         wire.send(tag, index, payload, fds, returns)
         self.writing[wire.fd] = wire
 
@@ -2523,14 +2605,14 @@ class _Hub:
         """Call `what` in `seconds` (a timer)."""
         heapq.heappush(self.timers, (time.monotonic() + seconds, next(self.timer_order), what))
 
-    def _start(self, child: _Child, payload: _Payload, clock: _SharedInts | None) -> object:
-        """Start `child`: under fork, fork it here; else ask the fork server."""
+    def _start(self, child: _Child, payload: _Payload, clock: _SharedInts | None, here: bool) -> object:
+        """Start `child`: make its pipes, then fork it here, or ask the fork server (or, `here`, leave
+        the fork to the caller: its ends of its pipes wait in `escrow` until it has them)."""
         up_r, up_w = os.pipe()
         try:
             down_r, down_w = os.pipe()
         except OSError:
-            os.close(up_r)
-            os.close(up_w)
+            _close_all([up_r, up_w])
             raise
         _grow_pipe(down_w)
         _grow_pipe(up_w)
@@ -2540,31 +2622,26 @@ class _Hub:
         self.children.add(child)
         self._read(up_r, lambda: self._receive(child))
         self.post(child.down, _TASK, 0, payload.frame())
-        start = _Start(
-            child.name, "map" if child.pool else "run", up_w, down_r, None if clock is None else clock.fd
-        )
+        kind: Literal["run", "map"] = "map" if child.pool else "run"
+        start = _Start(child.name, kind, up_w, down_r, None if clock is None else clock.fd, payload.modules)
         if _start_method() != "fork":
             return self._server().start(child, start)  # (which closes up_w and down_r once sent)
+        child.escrow = [up_w, down_r]
+        if here:
+            return start
         try:
-            child.pid = self._fork(start)
+            pid = _fork(start)
         except OSError as exc:  # (EAGAIN: too many processes) this start fails, and nothing else
             self._gone(child, exc)
             raise
-        finally:
-            os.close(up_w)
-            os.close(down_r)
+        self._forked(child, pid)
         return child
 
-    def _fork(self, start: _Start) -> int:
-        _tokenize_script()
-        if _LINUX:
-            importlib.import_module("ctypes")  # for _die_with_parent in the child: imported here once
-        parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # the new worker: the hub's thread is its only one
-            _state.die_with = parent
-            _worker_main(start)
-        return pid
+    def _forked(self, child: _Child, pid: int) -> None:
+        """`child` runs as `pid`, with its ends of its pipes: ours close (else the pipes would never end)."""
+        child.pid = pid
+        _close_all(child.escrow)
+        child.escrow = []
 
     def _server(self) -> _Server:
         if not self.servers or self.servers[-1].stalled or self.servers[-1].wire.closed:
@@ -2589,6 +2666,8 @@ class _Hub:
                 child.report = bytes(payload)
             elif tag == _LOG:
                 _handle_log(payload)
+            elif tag == _HELLO and child.escrow:  # (the caller that forked it was cut short)
+                self._forked(child, _PID.unpack(payload)[0])
         if child.up.closed and not child.hung_up:
             child.hung_up = True
             self._read(child.up.fd, None)
@@ -2640,6 +2719,8 @@ class _Hub:
             for entry in [e for e in home.readers if e[0] is child]:
                 home.readers.remove(entry)
         self.children.discard(child)
+        _close_all(child.escrow)
+        child.escrow = []
         child.ended = True
         child.changed.notify()
         if child.pool is not None:
@@ -2746,6 +2827,7 @@ class _Start:
     up: int  # file descriptors: its end of its up pipe,
     down: int  # of its down pipe,
     clock: int | None  # and shared memory where a map worker says what it runs (with a time limit)
+    modules: list[str]  # that its task names: the fork server imports them, once for all its workers
     boot: _Boot | None = None  # under the fork server
 
     def fds(self) -> list[int]:
@@ -2812,9 +2894,17 @@ class _Server:
         """Ask for `child` (in the hub); its `_STARTED` answers the request later."""
         stdio = all(_is_open(fd) for fd in (1, 2))
         environ = None if os.environ == self.environ else dict(os.environ)
+        try:
+            cwd = os.getcwd()
+        except FileNotFoundError:  # it was deleted: the worker starts in the server's
+            cwd = ""
         start.boot = _Boot(
-            os.getcwd(),
-            [p for p in sys.path if isinstance(p, str)],
+            cwd,
+            [
+                os.fsdecode(cast(Any, p))
+                for p in cast(list[object], sys.path)
+                if isinstance(p, (str, os.PathLike))
+            ],
             list(sys.argv),
             environ,
             _state.script,
@@ -2848,8 +2938,8 @@ class _Server:
             if tag in (_STARTED, _FAILED) and index in self.starting:
                 child, future = self.starting.pop(index)
                 if tag == _STARTED:
-                    child.pid = _PID.unpack(payload)[0]
-                    self.running[child.pid] = child
+                    child.pid = pid = _PID.unpack(payload)[0]
+                    self.running[pid] = child
                     future.set(child)
                 else:
                     error = OSError(f"ezq's fork server could not start a worker: {bytes(payload).decode()}")
@@ -2896,6 +2986,36 @@ class _Server:
         self.process.wait()
 
 
+def _fork(start: _Start) -> int:
+    """Fork the worker that `start` describes (in the caller's thread, or the hub's: see `_Hub.start`)."""
+    _tokenize_script()
+    if _LINUX:
+        importlib.import_module("ctypes")  # for _die_with_parent in the child: imported here once
+    parent = os.getpid()
+    # 3.12+ warns of a fork beside threads (the hub is one), after the fork,
+    # in the parent: with warnings as errors (simplefilter("error")), the
+    # pid would be lost. A filter just for that warning, for the moment.
+    quiet = ("ignore", _FORK_WARNING, DeprecationWarning, None, 0)
+    filters = cast(list[Any], warnings.filters)
+    filters.insert(0, quiet)
+    _filters_changed()
+    _forking.keep = (start.up, start.down)  # its own ends of its pipes (see _after_fork_in_child)
+    try:
+        pid = os.fork()
+    finally:
+        _forking.keep = ()
+        with contextlib.suppress(ValueError):
+            filters.remove(quiet)
+        _filters_changed()
+    if pid == 0:  # the new worker: this thread is its only one
+        _state.die_with = parent
+        _worker_main(start)
+    return pid
+
+
+_forking = threading.local()  # `keep`: the file descriptors that a worker being forked keeps
+
+
 def _is_open(fd: int) -> bool:
     try:
         os.fstat(fd)
@@ -2927,6 +3047,12 @@ def _serve(sock_fd: int) -> None:  # pyright: ignore[reportUnusedFunction] (see 
         for tag, number, payload in wire.receive():
             if tag == _START:
                 start = cast(_Start, pickle.loads(payload))
+                for name in start.modules:  # here once, not in every worker
+                    if name not in sys.modules:
+                        with contextlib.suppress(
+                            BaseException
+                        ):  # (the worker then fails to import it, and says so)
+                            importlib.import_module(name)
                 fds = [
                     wire.fds.popleft()
                     for _ in range(len(start.fds()) + (2 if cast(_Boot, start.boot).stdio else 0))
@@ -2978,7 +3104,8 @@ def _served_child(start: _Start, fds: list[int]) -> NoReturn:
     _state.script = boot.script
     sys.modules["__main__"] = types.ModuleType("__main__")  # not the server's script
     try:
-        os.chdir(boot.cwd)
+        if boot.cwd:
+            os.chdir(boot.cwd)
         sys.path[:], sys.argv[:] = boot.path, boot.argv
         if boot.environ is not None:
             os.environ.clear()
@@ -3005,7 +3132,7 @@ class _Inbox:
         self.changed = _Event()
         self.size = size  # frames at home, as of the last batch: for qsize()
         self.asked = False  # a request for a batch is out
-        self.reading = True  # a reader may want frames; else a batch that comes goes straight back
+        self.reading = False  # a reader reads it (until it stops): else a batch that comes goes straight back
         self.batch = 1  # frames to ask for next time
         self.received = 0.0  # when the last batch came
 
@@ -3037,6 +3164,7 @@ class _Pump:
         self.finishing = False
         self.done = False  # finished: all written
         self.failed: BaseException | None = None
+        self.up.send(_HELLO, 0, _PID.pack(self.pid, 0))
         _thread.start_new_thread(self._run, ())
 
     ## Any thread of the worker ##
@@ -3099,6 +3227,7 @@ class _Pump:
                 self._take_frames()
                 while self.requests:
                     self._do(*self.requests.popleft())
+                self._ask_again()
                 flushed = self.up.flush()
                 self.wrote.notify()
                 if flushed and self.finishing:
@@ -3135,17 +3264,24 @@ class _Pump:
 
     def _do(self, verb: str, place: int) -> None:
         if verb == "want":
-            inbox = self.inbox(place)
-            inbox.reading = True
-            if not inbox.asked and not inbox.frames:
-                inbox.asked = True
-                self.up.send(_ASK, place, _QUEUE.pack(self._batch_size(inbox)))
+            self.inbox(place).reading = True  # (its request goes in _ask_again)
         elif verb == "give back":
             self._give_back(place)
         elif verb == "finish":
             for place in list(self.inboxes):
                 self._give_back(place)
             self.finishing = True
+
+    def _ask_again(self) -> None:
+        """Ask for a batch of each queue being read whose last batch has been read.
+
+        Not only when a reader says it waits: also when the worker sends
+        something (its reply, usually), so that the request goes up with it.
+        """
+        for place, inbox in self.inboxes.items():
+            if inbox.reading and not inbox.asked and not inbox.frames:
+                inbox.asked = True
+                self.up.send(_ASK, place, _QUEUE.pack(self._batch_size(inbox)))
 
     def _give_back(self, place: int) -> None:
         """The readers of queue `place` have stopped: what they fetched goes back home, and so
@@ -3187,10 +3323,12 @@ class _Away:
 
     def get(self) -> Msg[Any]:
         self.pump.check_owner()
-        frames = self.inbox.frames
+        inbox = self.inbox
+        frames = inbox.frames
         while (frame := _pop(frames)) is None:
-            self.pump.request("want", self.place)
-            _wait(lambda: frames, [self.inbox.changed])
+            if not (inbox.reading and inbox.asked):  # (else a batch is on its way)
+                self.pump.request("want", self.place)
+            _wait(lambda: frames, [inbox.changed])
         return _decode(frame)
 
     def release(self) -> None:
@@ -3332,9 +3470,9 @@ def _after_fork_in_child() -> None:
         home.forked = True
     hub, _state.hub = _state.hub, None  # its thread did not come along
     if hub is not None:
-        for fd in [hub.wake_r, hub.wake_w, *hub.watched]:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        keep = getattr(_forking, "keep", ())  # (a worker being forked: its own ends of its pipes)
+        escrow = [fd for child in list(hub.children) for fd in child.escrow]
+        _close_all([fd for fd in [hub.wake_r, hub.wake_w, *hub.watched, *escrow] if fd not in keep])
     pump, _state.pump = _state.pump, None  # (a fork of a worker: the worker's, not ours)
     if pump is not None:
         for fd in (pump.up.fd, pump.down.fd, pump.wake_r, pump.wake_w):
@@ -3518,7 +3656,7 @@ class _Job:
     first: int  # its first input item
     count: int  # how many items it holds
     where: str = ""  # where it ran, for errors ("in map worker map-3 (pid 42)")
-    results: list[Any] = field(default_factory=list)
+    results: list[Any] = field(default_factory=list[Any])
     error: BaseException | None = None  # what stopped it, after `results`
     seconds: float = 0.0  # how long its calls took
 
