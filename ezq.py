@@ -288,15 +288,14 @@ class Q(Generic[T]):
 
     def __iter__(self) -> Iterator[Msg[T]]:
         """Yield messages as they arrive, until an end marker (which is not yielded)."""
-        get = self._impl.get
+        impl = self._impl
+        reader = impl.reader()  # (before the try: cut short here, it stays counted: a late give-back)
         try:
-            while True:
-                msg = get()
-                if msg.kind == _END:
-                    return
+            while (msg := impl.get(reader)).kind != _END:
                 yield msg
-        finally:
-            self._impl.release()
+        except BaseException:  # (at the end marker, `get` has let go of the reader before taking it)
+            impl.release(reader)
+            raise
 
     def sorted(self, start: int = 0) -> Iterator[Msg[T]]:
         """Yield messages in `order`, starting at `start`, until an end marker.
@@ -870,7 +869,8 @@ _PUT = 5  # a message for the queue `index` (a frame, see _encode; an end marker
 _ASK = 6  # a reader wants up to `index` messages of the queue... (payload: the queue's place, 4 bytes)
 _GIVE_BACK = 7  # messages of the queue `index` that a reader fetched and will not read
 _RESULT = 8  # the results of a map chunk
-_DONE = 9  # its task has returned (payload: b"") or raised (payload: the exception, packed)
+_DONE = 9  # its task has returned (payload: b"") or raised (payload: the exception, packed);
+# index: how many threads its task left running (the worker waits for them before it exits)
 _LOG = 10  # a log record, for the parent's handlers (see _forward_logs)
 _HELLO = 15  # its first frame: it runs (payload: its pid), and has its ends of its pipes
 # On the fork server's socket:
@@ -1666,7 +1666,8 @@ def _reduce_typing(reducers: _Reducers, obj: Any) -> Any:
     """A TypeVar, ParamSpec, TypeVarTuple or NewType of the script: by name where found, else by value."""
     typing = sys.modules["typing"]
     kind = cast(Any, type(obj))
-    if kind not in (typing.TypeVar, typing.ParamSpec, typing.NewType, getattr(typing, "TypeVarTuple", None)):
+    var_tuple = getattr(typing, "TypeVarTuple", None)  # (3.11+)
+    if kind not in (typing.TypeVar, typing.ParamSpec, typing.NewType, var_tuple):
         return NotImplemented
     if not reducers._by_value(obj, obj.__name__):  # pyright: ignore[reportPrivateUsage]
         return (getattr, (sys.modules[obj.__module__], obj.__name__))
@@ -1676,7 +1677,7 @@ def _reduce_typing(reducers: _Reducers, obj: Any) -> Any:
     else:
         args = (obj.__name__, *getattr(obj, "__constraints__", ()))
         for name in ("bound", "covariant", "contravariant", "infer_variance"):
-            if hasattr(obj, f"__{name}__") and (name != "bound" or kind is not typing.TypeVarTuple):
+            if hasattr(obj, f"__{name}__") and (name != "bound" or kind is not var_tuple):
                 kwargs[name] = getattr(obj, f"__{name}__")
         if getattr(obj, "has_default", lambda: False)():
             kwargs["default"] = obj.__default__
@@ -2198,12 +2199,32 @@ def _encode(data: Any, kind: str, order: int) -> bytes:
     return _END_TAG + frame if kind == _END else frame
 
 
-def _pop(frames: collections.deque[bytes | bytearray]) -> bytes | bytearray | None:
-    """The first of `frames` (the hand-off to a reader), or `None` if there is none."""
-    try:
-        return frames.popleft()
-    except IndexError:
-        return None
+def _take(frames: collections.deque[bytes | bytearray], ending: Callable[[bool], object]) -> Msg[Any] | None:
+    """The first of `frames`, decoded and taken off (the hand-off to a reader); `None` if none.
+
+    Taken off last: an exception before that (raised by a signal handler of
+    the program's, say) leaves it in place, not lost. An end marker ends the
+    reader's loop, so the loop's last steps come before it is taken off:
+    `ending(True)` lets go of the reader (`ending(False)` takes it back if
+    another reader took the marker meanwhile). A frame another reader took
+    is taken as an equal frame (the same message), if one is left.
+    """
+    while True:
+        try:
+            frame = frames[0]
+        except IndexError:
+            return None
+        end = frame[:1] == _END_TAG
+        if end:
+            ending(True)
+        msg = END_MSG if end else _decode(frame)
+        try:
+            frames.remove(frame)  # (it is first, unless another reader took it)
+        except ValueError:
+            if end:
+                ending(False)
+            continue
+        return msg
 
 
 def _decode(frame: bytes | bytearray) -> Msg[Any]:
@@ -2221,10 +2242,13 @@ class _Local:
     def put(self, data: Any, kind: str, order: int) -> None:
         self._q.put(Msg(data, kind, order))
 
-    def get(self) -> Msg[Any]:
+    def get(self, reader: object) -> Msg[Any]:
         return self._q.get()
 
-    def release(self) -> None:
+    def reader(self) -> object:
+        return None
+
+    def release(self, reader: object) -> None:
         pass
 
     def qsize(self) -> int:
@@ -2269,14 +2293,17 @@ class _Home:
         if self.readers:  # a reader in a worker waits: the hub sends it a batch
             _hub().poke()
 
-    def get(self) -> Msg[Any]:
+    def get(self, reader: object) -> Msg[Any]:
         self.check_home()
         frames = self.frames
-        while (frame := _pop(frames)) is None:
+        while (msg := _take(frames, bool)) is None:
             _wait(lambda: frames, [self.changed])
-        return _decode(frame)
+        return msg
 
-    def release(self) -> None:
+    def reader(self) -> object:
+        return None
+
+    def release(self, reader: object) -> None:
         pass
 
     def qsize(self) -> int:
@@ -2360,6 +2387,7 @@ class _Child:
         self.server: _Server | None = None  # the fork server that started it, if one did
         self.escrow: list[int] = []  # its ends of its pipes, until the caller that forks it has forked
         self.report: bytes | None = None
+        self.lingers = False  # it has reported, and waits for threads its task left running
         self.hung_up = False  # its up pipe has closed: it is ending
         self.exitcode: int | None = None
         self.lost = ""  # why its exit code is not known, if it is not
@@ -2516,13 +2544,12 @@ class _Hub:
         """One turn of the hub's loop: wait for something to happen, then see to everything."""
         timeout = _TICK if not self.timers else max(0.0, min(_TICK, self.timers[0][0] - time.monotonic()))
         events = self.poller.poll(timeout * 1000)
-        # Empty the wake-up pipe before taking requests: a request made
-        # after this read leaves its wake-up for the next poll.
-        with contextlib.suppress(BlockingIOError):
-            os.read(self.wake_r, 4096)
         for fd, _ in events:
-            handler = self.reading.get(fd)
-            if handler is not None:
+            if fd == self.wake_r:
+                # Before taking requests: a request made after this read
+                # leaves its wake-up for the next poll.
+                os.read(self.wake_r, 4096)
+            elif (handler := self.reading.get(fd)) is not None:
                 handler()
         while self.inbox:
             verb, args, future = self.inbox.popleft()
@@ -2664,6 +2691,7 @@ class _Hub:
                 child.pool.deliver(child, payload)
             elif tag == _DONE:
                 child.report = bytes(payload)
+                child.lingers = index > 0
             elif tag == _LOG:
                 _handle_log(payload)
             elif tag == _HELLO and child.escrow:  # (the caller that forked it was cut short)
@@ -3132,7 +3160,7 @@ class _Inbox:
         self.changed = _Event()
         self.size = size  # frames at home, as of the last batch: for qsize()
         self.asked = False  # a request for a batch is out
-        self.reading = False  # a reader reads it (until it stops): else a batch that comes goes straight back
+        self.readers: list[object] = []  # one per loop reading it: with none, a batch goes straight back
         self.batch = 1  # frames to ask for next time
         self.received = 0.0  # when the last batch came
 
@@ -3140,8 +3168,8 @@ class _Inbox:
 class _Pump:
     """A worker's own thread for its two pipes: the hub's counterpart in a worker.
 
-    The worker's threads hand it frames (`send`) and requests (`want`,
-    `give_back`, `finish`), each one step onto a deque, and take what it
+    The worker's threads hand it frames (`send`) and requests (`give back`,
+    `finish`), each one step onto a deque, and take what it
     received from deques (`jobs`, each queue's `_Inbox`). It blocks every
     signal, so the task's signal handlers run only in the worker's other
     threads and can't cut a read or a write in two.
@@ -3221,10 +3249,11 @@ class _Pump:
         try:
             while not self.done:
                 poller.register(self.up.fd, select.POLLOUT if self.up.pending() else 0)
-                poller.poll(_TICK * 1000)
-                with contextlib.suppress(BlockingIOError):
+                ready = {fd for fd, _ in poller.poll(_TICK * 1000)}
+                if self.wake_r in ready:
                     os.read(self.wake_r, 4096)
-                self._take_frames()
+                if self.down.fd in ready:
+                    self._take_frames()
                 while self.requests:
                     self._do(*self.requests.popleft())
                 self._ask_again()
@@ -3248,7 +3277,7 @@ class _Pump:
                 inbox.asked = False
                 inbox.size, batch = pickle.loads(payload)
                 inbox.received = time.perf_counter()
-                if inbox.reading:
+                if inbox.readers and not self.finishing:
                     inbox.frames.extend(batch)
                     inbox.changed.notify()
                 else:  # nobody reads it any more
@@ -3263,10 +3292,9 @@ class _Pump:
             os._exit(1)
 
     def _do(self, verb: str, place: int) -> None:
-        if verb == "want":
-            self.inbox(place).reading = True  # (its request goes in _ask_again)
-        elif verb == "give back":
-            self._give_back(place)
+        if verb == "give back":
+            if not self.inbox(place).readers:  # (else a reader has started since)
+                self._give_back(place)
         elif verb == "finish":
             for place in list(self.inboxes):
                 self._give_back(place)
@@ -3278,8 +3306,10 @@ class _Pump:
         Not only when a reader says it waits: also when the worker sends
         something (its reply, usually), so that the request goes up with it.
         """
+        if self.finishing:
+            return
         for place, inbox in self.inboxes.items():
-            if inbox.reading and not inbox.asked and not inbox.frames:
+            if inbox.readers and not inbox.asked and not inbox.frames:
                 inbox.asked = True
                 self.up.send(_ASK, place, _QUEUE.pack(self._batch_size(inbox)))
 
@@ -3287,7 +3317,6 @@ class _Pump:
         """The readers of queue `place` have stopped: what they fetched goes back home, and so
         does a batch still to come (its request is taken back, if it has not been answered)."""
         inbox = self.inbox(place)
-        inbox.reading = False
         frames: list[bytes | bytearray] = []
         with contextlib.suppress(IndexError):
             while True:
@@ -3321,20 +3350,36 @@ class _Away:
     def put(self, data: Any, kind: str, order: int) -> None:
         self.pump.send(_PUT, self.place, _encode(data, kind, order))
 
-    def get(self) -> Msg[Any]:
+    def get(self, reader: object) -> Msg[Any]:
         self.pump.check_owner()
         inbox = self.inbox
         frames = inbox.frames
-        while (frame := _pop(frames)) is None:
-            if not (inbox.reading and inbox.asked):  # (else a batch is on its way)
-                self.pump.request("want", self.place)
-            _wait(lambda: frames, [inbox.changed])
-        return _decode(frame)
 
-    def release(self) -> None:
-        """Hand the messages fetched but not read back to the home (a reader has stopped)."""
+        def ending(stop: bool) -> None:
+            if stop:
+                self.release(reader)
+            else:
+                inbox.readers.append(reader)
+
+        while (msg := _take(frames, ending)) is None:
+            if not inbox.asked:  # (else a batch is on its way) the pump asks for one as it wakes
+                self.pump.poke()
+            _wait(lambda: frames, [inbox.changed])
+        return msg
+
+    def reader(self) -> object:
+        """Count a loop that reads the queue: while one does, the pump fetches its messages."""
+        reader = object()
+        self.inbox.readers.append(reader)
+        return reader
+
+    def release(self, reader: object) -> None:
+        """A loop has stopped reading: once none reads, what was fetched goes back home."""
         if _state.pid == self.pump.pid:
-            self.pump.request("give back", self.place)
+            with contextlib.suppress(ValueError):
+                self.inbox.readers.remove(reader)
+            if not self.inbox.readers:
+                self.pump.request("give back", self.place)
 
     def qsize(self) -> int:
         return self.inbox.size + len(self.inbox.frames)
@@ -3372,8 +3417,10 @@ def _worker_main(start: _Start) -> NoReturn:
             except SystemExit:
                 raise
             except BaseException as exc:
+                _ignore_task_signals()
                 pump.send(_DONE, 0, _pack_exception(exc))
             else:
+                _ignore_task_signals()
                 pump.send(_DONE, 0)
     except SystemExit as exc:  # as multiprocessing reports it
         if isinstance(exc.code, int) or exc.code is None:
@@ -3384,6 +3431,7 @@ def _worker_main(start: _Start) -> NoReturn:
         traceback.print_exc()
     finally:
         try:
+            _ignore_task_signals()
             if pump is not None:
                 pump.finish()
             for thread in threading.enumerate():  # as a normal exit would, wait for non-daemon threads
@@ -3394,6 +3442,14 @@ def _worker_main(start: _Start) -> NoReturn:
                     stream.flush()
         finally:
             os._exit(code)
+
+
+def _ignore_task_signals() -> None:
+    """The task has finished: the signal handlers it set (a timer's, say) can't cut ezq's report short."""
+    for signum in signal.valid_signals():
+        with contextlib.suppress(OSError, ValueError):
+            if callable(signal.getsignal(signum)):
+                signal.signal(signum, signal.SIG_IGN)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -4325,7 +4381,11 @@ class _ProcessPool(_Pool):
         events = [child.changed for child in children]
         if not abort:
             _wait(lambda: all(c.ended or c.report is not None for c in children), events)
-        _wait(lambda: all(c.ended for c in children), events, _GRACE + 0.5)
+        # Then they exit: at once, or by SIGKILL after _GRACE (terminated). The
+        # bound is for a machine too busy to run them; one whose task left
+        # threads running gets _GRACE, then is left to them.
+        _wait(lambda: all(c.ended or (c.lingers and not abort) for c in children), events, _START_SECONDS)
+        _wait(lambda: all(c.ended for c in children), events, _GRACE)
 
 
 def _dumps_chunk(job: _Job, chunk: _Chunk) -> bytes:
@@ -4362,7 +4422,8 @@ def _run_chunks(pump: _Pump, work: tuple[Callable[..., Any], bool], shared: _Sha
         except Exception:  # (the SIGUSR2 handler raises a BaseException, never this)
             reply = _dumps_results(results, error, seconds)
         pump.send(_RESULT, 0, reply)
-    pump.send(_DONE, 0)
+    others = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
+    pump.send(_DONE, len(others))
 
 
 def _dumps_results(out: list[Any], error: Any, seconds: float) -> bytes:

@@ -12,6 +12,7 @@ a busy machine even makes round trips faster, as no CPU sleeps).
     python bench/bench.py --repeat 5 map_tiny latency
     python bench/bench.py --size             # the size runs: 1M-item map, 100 MB stop-then-read
     python bench/bench.py --calls            # a small map per call, on each start method
+    python bench/bench.py --travel           # the script's own classes and globals, on each start method
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from collections.abc import Iterable
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import repeat
 from pathlib import Path
 from typing import Any
@@ -114,6 +116,29 @@ def idle_worker(q: Any) -> None:
 def std_idle_worker(q: Any) -> None:
     for _ in iter(q.get, None):
         pass
+
+
+@dataclass
+class Point:
+    """A class of the script's own: under spawn and forkserver it travels by value."""
+
+    x: int
+    y: int
+
+
+def point_worker(q: Any, out: Any) -> None:
+    total = 0
+    for msg in q:
+        total += msg.data.x
+    out.put(total)
+
+
+BIG = b""
+"""A large global of the script's: set by map_big_global, read by the task."""
+
+
+def read_big(i: int) -> int:
+    return len(BIG) + i
 
 
 ## Implementations of a parallel map ##
@@ -370,6 +395,33 @@ def per_call(impl: str) -> tuple[float, dict[str, Any]]:
     return statistics.median(samples[1:]) * 1000, {}
 
 
+def q_dataclass(impl: str) -> tuple[float, dict[str, Any]]:
+    """µs per message for 20,000 puts of a script's dataclass to a worker that reads them."""
+    n = 20_000
+    q, out = ezq.Q(), ezq.Q()
+    worker = ezq.run(point_worker, q, out)
+
+    def go() -> None:
+        for i in range(n):
+            q.put(Point(i, 0))
+        q.stop(worker)
+        assert [msg.data for msg in out.items()] == [n * (n - 1) // 2]
+
+    return timed(go) / n * 1e6, {}
+
+
+def map_big_global(impl: str) -> tuple[float, dict[str, Any]]:
+    """Seconds per `ezq.map` of 100 items whose task reads a 200 MB global: median of 3 calls."""
+    global BIG
+    BIG = bytes(200 * MiB)
+    want = [len(BIG) + i for i in range(100)]
+
+    def call() -> None:
+        assert list(ezq.map(read_big, range(100))) == want
+
+    return statistics.median(timed(call) for _ in range(3)), {}
+
+
 def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
@@ -393,6 +445,10 @@ SIZES: dict[str, tuple[Callable[[str], tuple[float, dict[str, Any]]], str, str, 
     "map 100,000 items": (size_map_100k_executor, "s", "lower", ["ezq", "ezq on a local dask cluster"]),
 }
 CALLS = ["ezq.map", "Pool (reused)"]
+TRAVEL: dict[str, tuple[Callable[[str], tuple[float, dict[str, Any]]], str]] = {
+    "Q.put of a script's dataclass": (q_dataclass, "µs per message"),
+    "map reading a 200 MB global": (map_big_global, "s per call"),
+}
 OTHER_LOAD = 0.5
 """CPUs that other processes may use during a run before the report says the machine was busy."""
 NOT_PEERS = {"ezq", "serial", "Pipe", "ezq threads"}  # Pipe is the limit, not a peer
@@ -457,6 +513,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--size", action="store_true", help="the size runs instead of the comparison")
     parser.add_argument("--calls", action="store_true", help="a small map per call, on each start method")
+    parser.add_argument(
+        "--travel", action="store_true", help="the script's classes and globals, per start method"
+    )
     parser.add_argument("--method", help="multiprocessing start method (default: the platform's)")
     parser.add_argument("--one", nargs=3, metavar=("TABLE", "CASE", "IMPL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -465,12 +524,20 @@ def main() -> int:
         multiprocessing.set_start_method(args.method)
     if args.one:
         table, case, impl = args.one
-        run = per_call if table == "calls" else (SIZES if table == "size" else CASES)[case][0]
+        run: Callable[[str], tuple[float, dict[str, Any]]]
+        if table == "calls":
+            run = per_call
+        elif table == "travel":
+            run = TRAVEL[case][0]
+        else:
+            run = (SIZES if table == "size" else CASES)[case][0]
         figure, details = run(impl)
         print(json.dumps({"figure": figure, **details}))
         return 0
     if args.calls:
         return calls_table(args.repeat)
+    if args.travel:
+        return travel_table(args.repeat)
 
     table = "size" if args.size else "cases"
     cases = SIZES if args.size else CASES
@@ -559,6 +626,32 @@ def calls_table(repeat: int) -> int:
         pool_ms = statistics.median(results[(method, slow, "Pool (reused)")])
         what = "a slow module (0.3 s)" if slow else "nothing slow"
         print(f"| {method} | {what} | {ezq_ms:.2f} | {pool_ms:.2f} | {ezq_ms / fork:.2f} |")
+    return 0
+
+
+def travel_table(repeat: int) -> int:
+    """What the script's own classes and globals cost to travel: each start method against fork."""
+    methods = multiprocessing.get_all_start_methods()
+    results: dict[tuple[str, str], list[float]] = {}
+    for round_ in range(repeat):
+        for case in TRAVEL:
+            for method in methods[round_ % len(methods) :] + methods[: round_ % len(methods)]:
+                result = measure("travel", case, "ezq", method)
+                print(f"[{round_ + 1}/{repeat}] {case} {method}: {result}", file=sys.stderr, flush=True)
+                if "error" in result:
+                    raise SystemExit(f"{case} under {method}: {result['error']}")
+                results.setdefault((case, method), []).append(float(result["figure"]))
+    print(
+        f"\n{platform.python_implementation()} {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"{time.strftime('%Y-%m-%d')}, medians of {repeat} runs\n"
+    )
+    others = [m for m in methods if m != "fork"]
+    print("| case | unit | " + " | ".join(methods) + " | " + " | ".join(f"{m} / fork" for m in others) + " |")
+    print("|---|---|" + "---|" * (len(methods) + len(others)))
+    for case, (_, unit) in TRAVEL.items():
+        medians = {m: statistics.median(results[(case, m)]) for m in methods}
+        cells = [fmt(medians[m]) for m in methods] + [f"{medians[m] / medians['fork']:.2f}" for m in others]
+        print(f"| {case} | {unit} | " + " | ".join(cells) + " |")
     return 0
 
 
