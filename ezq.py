@@ -772,6 +772,9 @@ at least this often: a hand-off that an exception cut between its step and
 its wake-up call (see `_Hub.poke`) is still taken within this time.
 """
 
+_SIGNALS = signal.valid_signals()
+"""Every signal: ezq's own threads block them all, so that handlers run in your threads."""
+
 
 class _Event:
     """Something your threads wait for (see `_wait`); `notify` wakes those that wait.
@@ -2530,8 +2533,7 @@ class _Hub:
 
     def _run(self) -> None:
         self.ident = _thread.get_ident()
-        if hasattr(signal, "pthread_sigmask"):  # pragma: no branch
-            signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())  # they go to other threads
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)  # they go to other threads
         try:
             while (
                 _state.hub is self or _state.hub is None or self.children
@@ -3241,8 +3243,7 @@ class _Pump:
     ## The pump's thread ##
 
     def _run(self) -> None:
-        if hasattr(signal, "pthread_sigmask"):  # pragma: no branch
-            signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         poller = select.poll()
         poller.register(self.wake_r, select.POLLIN)
         poller.register(self.down.fd, select.POLLIN)
@@ -3393,9 +3394,9 @@ def _worker_main(start: _Start) -> NoReturn:
     """
     code = 1
     pump = None
+    ended: list[BaseException | None] = []  # how the task ended (run): None if it returned
     try:
-        if hasattr(signal, "pthread_sigmask"):  # pragma: no branch
-            signal.pthread_sigmask(signal.SIG_SETMASK, [])  # (forked from the hub, which blocks them)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])  # (forked from the hub, which blocks them)
         # Ctrl-C in a terminal signals the whole process group; the parent
         # decides what happens, and workers don't print a traceback each.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -3413,15 +3414,12 @@ def _worker_main(start: _Start) -> NoReturn:
             task, args, kwargs = work
             try:
                 task(*args, **kwargs)
+                ended.append(None)
                 code = 0
             except SystemExit:
                 raise
             except BaseException as exc:
-                _ignore_task_signals()
-                pump.send(_DONE, 0, _pack_exception(exc))
-            else:
-                _ignore_task_signals()
-                pump.send(_DONE, 0)
+                ended.append(exc)
     except SystemExit as exc:  # as multiprocessing reports it
         if isinstance(exc.code, int) or exc.code is None:
             code = exc.code or 0
@@ -3431,7 +3429,14 @@ def _worker_main(start: _Start) -> NoReturn:
         traceback.print_exc()
     finally:
         try:
+            try:  # First, the task's signal handlers (a timer's, say) can't cut the rest short:
+                signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)  # none runs from now on...
+            except BaseException:  # ...but one that was due then (it may raise)
+                pass
             _ignore_task_signals()
+            if ended:
+                pump = cast(_Pump, pump)
+                pump.send(_DONE, 0, b"" if ended[0] is None else _pack_exception(ended[0]))
             if pump is not None:
                 pump.finish()
             for thread in threading.enumerate():  # as a normal exit would, wait for non-daemon threads
@@ -3445,11 +3450,12 @@ def _worker_main(start: _Start) -> NoReturn:
 
 
 def _ignore_task_signals() -> None:
-    """The task has finished: the signal handlers it set (a timer's, say) can't cut ezq's report short."""
-    for signum in signal.valid_signals():
+    """With the signals blocked (the task has finished): ignore those it handles, then unblock."""
+    for signum in _SIGNALS:
         with contextlib.suppress(OSError, ValueError):
             if callable(signal.getsignal(signum)):
                 signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
 def _die_with_parent(parent: int) -> None:

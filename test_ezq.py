@@ -2261,6 +2261,47 @@ def test_a_workers_own_signal_handler_loses_at_most_the_message_it_interrupted(s
     assert count - ticks <= got <= count, f"expected at most one message lost per interrupt: {got=} {ticks=}"
 
 
+def one_reader_stops_while_another_waits(q: ezq.Q[int], out: ezq.Q[int]) -> None:
+    """A thread reads `q`; the main thread reads it too, and stops (an alarm) while both wait."""
+    other = threading.Thread(target=echo_each, args=(q, out))
+    other.start()
+    with raising_in_ezq(signal.SIGALRM), contextlib.suppress(Alarm):
+        signal.setitimer(signal.ITIMER_REAL, 0.5)
+        for _ in q:
+            raise AssertionError("expected no message before the alarm")
+    out.put(-1)  # the main thread has stopped reading
+    other.join()
+
+
+def test_a_reader_that_stops_leaves_the_queue_to_the_other_readers_of_its_worker(start_method: str) -> None:
+    q: ezq.Q[int] = ezq.Q()
+    out: ezq.Q[int] = ezq.Q()
+    worker = ezq.run(one_reader_stops_while_another_waits, q, out)
+    assert next(iter(out)).data == -1
+    for number in range(100):
+        q.put(number)
+    q.stop(worker, timeout=30)
+    assert sorted(msg.data for msg in out.items()) == list(range(100))
+
+
+def fail_leaving_a_raising_timer() -> None:
+    """Raise, leaving a timer whose handler raises every 100 µs (from the next frame on)."""
+
+    def tick(signum: int, frame: Any) -> None:
+        if frame is None or frame.f_code.co_name != "fail_leaving_a_raising_timer":
+            raise Tick
+
+    signal.signal(signal.SIGALRM, tick)
+    signal.setitimer(signal.ITIMER_REAL, 0.0001, 0.0001)
+    raise ValueError("the task's own error")
+
+
+def test_a_task_that_leaves_a_raising_signal_handler_still_reports_its_error(start_method: str) -> None:
+    for _ in range(5):
+        with pytest.raises(ValueError, match="the task's own error"):
+            ezq.run(fail_leaving_a_raising_timer).join(timeout=30)
+
+
 def test_a_failed_start_fails_alone(start_method: str) -> None:
     q: ezq.Q[int] = ezq.Q()
     out: ezq.Q[int] = ezq.Q()
