@@ -41,12 +41,21 @@ one of them lands before or after a hand-off, never inside shared state::
 - The hub notices every worker's end (its up pipe closes) and takes its exit
   code, so `join()`, `stop()` and `map` know at once that a worker died.
 
+Where to look: `_Hub` (its `_turn` is one round of its loop); a frame goes
+out through `_Hub.send` (from your thread) to `_Wire.send` and `_Wire.flush`
+(in the hub), and comes in through `_Wire.receive` to `_Hub._receive`; a
+worker's end, however it is noticed, reaches `_Hub._gone`; a worker starts
+in `_Hub._start` and runs `_worker_main` (its pump: `_Pump`); a map chunk
+leaves in `_ProcessPool.submit`.
+
 How process workers start
 -------------------------
-Under fork, the hub forks the worker, which sees the caller's state at the
-call. Under spawn and forkserver, ezq starts (once per process, on first
+Under fork, the caller forks the worker (from the main thread; from another
+thread, the hub does), which sees the caller's state at the call. Under
+spawn and forkserver, ezq starts (once per process, on first
 use) its own fork server: a fresh interpreter that has imported ezq and
-nothing of the user's script, and forks each worker on request. The script
+nothing of the user's script, and forks each worker on request (`_serve`,
+then `_served_child` in the worker). The script
 never runs again; what a task needs of it travels by value (see
 "Serialization").
 
@@ -896,6 +905,9 @@ _COALESCE = 256
 _Frame = tuple[int, int, bytes | bytearray]
 """A frame as read: tag, index, payload."""
 
+_Frames = collections.deque[bytes | bytearray]
+"""A queue's messages, encoded: at home, or fetched by a worker."""
+
 
 class _Wire:
     """One end of a pipe (or a socket) that carries frames; it never blocks.
@@ -1126,7 +1138,7 @@ def _skip(views: list[memoryview], count: int) -> list[memoryview]:
 #
 # Where dill is not installed, nothing travels by value: workers under spawn
 # and forkserver import the script as multiprocessing's spawn does
-# (`_Server.script`), and a lambda raises a TypeError that asks for dill.
+# (`_Server.prepare`), and a lambda raises a TypeError that asks for dill.
 
 _Scripts = Literal["by name", "where needed", "by value"]
 """How functions and classes of the script travel: by name only (no dill), by value where
@@ -1896,7 +1908,7 @@ def _main_travels() -> bool:
 
 
 def _main_importable() -> bool:
-    """`True` if workers can import the user's script, as spawn does (see `_Server.script`)."""
+    """`True` if workers can import the user's script, as spawn does (see `_Server.prepare`)."""
     main = sys.modules.get("__main__")
     return os.path.isfile(getattr(main, "__file__", None) or "") or bool(getattr(main, "__spec__", None))
 
@@ -2202,15 +2214,15 @@ def _encode(data: Any, kind: str, order: int) -> bytes:
     return _END_TAG + frame if kind == _END else frame
 
 
-def _take(frames: collections.deque[bytes | bytearray], ending: Callable[[bool], object]) -> Msg[Any] | None:
-    """The first of `frames`, decoded and taken off (the hand-off to a reader); `None` if none.
+def _take(frames: _Frames, queue: _Home | _Away, reader: object) -> Msg[Any] | None:
+    """The first of `frames`, decoded and taken off, for `reader` of `queue`; `None` if none.
 
     Taken off last: an exception before that (raised by a signal handler of
     the program's, say) leaves it in place, not lost. An end marker ends the
-    reader's loop, so the loop's last steps come before it is taken off:
-    `ending(True)` lets go of the reader (`ending(False)` takes it back if
-    another reader took the marker meanwhile). A frame another reader took
-    is taken as an equal frame (the same message), if one is left.
+    reader's loop, so the loop's last step (`release`) comes before it is
+    taken off (`resume` undoes it if another reader took the marker
+    meanwhile). A frame another reader took is taken as an equal frame (the
+    same message), if one is left.
     """
     while True:
         try:
@@ -2219,13 +2231,13 @@ def _take(frames: collections.deque[bytes | bytearray], ending: Callable[[bool],
             return None
         end = frame[:1] == _END_TAG
         if end:
-            ending(True)
+            queue.release(reader)
         msg = END_MSG if end else _decode(frame)
         try:
             frames.remove(frame)  # (it is first, unless another reader took it)
         except ValueError:
             if end:
-                ending(False)
+                queue.resume(reader)
             continue
         return msg
 
@@ -2269,7 +2281,7 @@ class _Home:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.forked = False  # set in a forked child: this copy is not the home
-        self.frames: collections.deque[bytes | bytearray] = collections.deque()
+        self.frames: _Frames = collections.deque()
         self.changed = _Event()  # notified when frames come
         # Readers in workers that asked for a batch: the worker, the queue's
         # place among its queues, and how many frames it wants (hub only).
@@ -2299,7 +2311,7 @@ class _Home:
     def get(self, reader: object) -> Msg[Any]:
         self.check_home()
         frames = self.frames
-        while (msg := _take(frames, bool)) is None:
+        while (msg := _take(frames, self, reader)) is None:
             _wait(lambda: frames, [self.changed])
         return msg
 
@@ -2307,6 +2319,9 @@ class _Home:
         return None
 
     def release(self, reader: object) -> None:
+        pass
+
+    def resume(self, reader: object) -> None:
         pass
 
     def qsize(self) -> int:
@@ -2813,7 +2828,7 @@ def _hub() -> _Hub:
     return hub
 
 
-## Starting worker processes ##
+## How process workers start ##
 #
 # Under "fork", the hub forks a worker, which sees the caller's state at the
 # call. Under "spawn" and "forkserver", multiprocessing would import the
@@ -2825,7 +2840,7 @@ def _hub() -> _Hub:
 # first use, that has imported ezq and nothing of the user's, and forks a
 # worker on each request. What a task needs from the script travels with it
 # (see "Serialization"); where dill is missing, workers import the script as
-# spawn does (`_Server.script`).
+# spawn does (`_Server.prepare`).
 #
 # Hub and server talk over a socket, in frames: `_START` (a request's number,
 # the worker's `_Start` record, and its file descriptors beside it), then
@@ -2844,7 +2859,7 @@ class _Boot:
     argv: list[str]
     environ: dict[str, str] | None  # None: as the server has it
     script: str  # stands for the parent's script (see `_State.script`)
-    prepare: dict[str, Any]  # how to import the script (only without dill, see `_Server.script`)
+    prepare: dict[str, Any]  # how to import the script (only without dill, see `_Server.prepare`)
     stdio: bool  # the parent's stdout and stderr come as the last two file descriptors
 
 
@@ -2883,7 +2898,7 @@ ezq._serve(fd)
 
 
 class _Server:
-    """The hub's end of a fork server (see "Starting worker processes")."""
+    """The hub's end of a fork server (see "How process workers start" above)."""
 
     def __init__(self, hub: _Hub) -> None:
         self.hub = hub
@@ -3073,7 +3088,7 @@ def _serve(sock_fd: int) -> None:  # pyright: ignore[reportUnusedFunction] (see 
         poller.poll()
         with contextlib.suppress(BlockingIOError):
             os.read(wake_r, 4096)
-        _reap(wire)
+        _report_exits(wire)
         for tag, number, payload in wire.receive():
             if tag == _START:
                 start = cast(_Start, pickle.loads(payload))
@@ -3108,7 +3123,7 @@ def _serve(sock_fd: int) -> None:  # pyright: ignore[reportUnusedFunction] (see 
             return  # the parent has gone; its workers see that on their own
 
 
-def _reap(wire: _Wire) -> None:
+def _report_exits(wire: _Wire) -> None:
     """In the fork server: tell the parent the exit code of every worker that has exited."""
     while True:
         try:
@@ -3158,7 +3173,7 @@ class _Inbox:
     """A worker's messages of one queue, fetched from home, and its requests for more (the pump keeps it)."""
 
     def __init__(self, size: int) -> None:
-        self.frames: collections.deque[bytes | bytearray] = collections.deque()
+        self.frames: _Frames = collections.deque()
         self.changed = _Event()
         self.size = size  # frames at home, as of the last batch: for qsize()
         self.asked = False  # a request for a batch is out
@@ -3355,14 +3370,7 @@ class _Away:
         self.pump.check_owner()
         inbox = self.inbox
         frames = inbox.frames
-
-        def ending(stop: bool) -> None:
-            if stop:
-                self.release(reader)
-            else:
-                inbox.readers.append(reader)
-
-        while (msg := _take(frames, ending)) is None:
+        while (msg := _take(frames, self, reader)) is None:
             if not inbox.asked:  # (else a batch is on its way) the pump asks for one as it wakes
                 self.pump.poke()
             _wait(lambda: frames, [inbox.changed])
@@ -3381,6 +3389,9 @@ class _Away:
                 self.inbox.readers.remove(reader)
             if not self.inbox.readers:
                 self.pump.request("give back", self.place)
+
+    def resume(self, reader: object) -> None:
+        self.inbox.readers.append(reader)
 
     def qsize(self) -> int:
         return self.inbox.size + len(self.inbox.frames)
