@@ -394,9 +394,9 @@ class Q(Generic[T]):
         running = [
             w for w in group if w.is_alive() and w not in self._ended
         ]  # stopped twice: no stale marker
-        for worker in running:
-            self.end()
-            self._ended.add(worker)
+        if running:  # (one step: the markers follow what workers wrote before, together)
+            self._impl.put(None, _END, 0, len(running))
+            self._ended.update(running)
         Worker._join_all(group, limit)  # pyright: ignore[reportPrivateUsage] (Q and Worker work together)
         return self
 
@@ -2254,8 +2254,9 @@ class _Local:
     def __init__(self) -> None:
         self._q: queue.SimpleQueue[Msg[Any]] = queue.SimpleQueue()
 
-    def put(self, data: Any, kind: str, order: int) -> None:
-        self._q.put(Msg(data, kind, order))
+    def put(self, data: Any, kind: str, order: int, copies: int = 1) -> None:
+        for _ in range(copies):
+            self._q.put(Msg(data, kind, order))
 
     def get(self, reader: object) -> Msg[Any]:
         return self._q.get()
@@ -2296,14 +2297,14 @@ class _Home:
                 "pass it to ezq.run() as an argument instead of using a global"
             )
 
-    def put(self, data: Any, kind: str, order: int) -> None:
+    def put(self, data: Any, kind: str, order: int, copies: int = 1) -> None:
         self.check_home()
         frame = _encode(data, kind, order)
         if kind == _END and self.workers:
             # Messages that workers wrote before must come first, even those the
             # hub has not read yet: it reads them, then the marker goes in.
             _hub().ask(_Hub.drain)
-        self.frames.append(frame)  # the hand-off
+        self.frames.extend([frame] * copies)  # the hand-off
         self.changed.notify()
         if self.readers:  # a reader in a worker waits: the hub sends it a batch
             _hub().poke()
@@ -2665,11 +2666,12 @@ class _Hub:
             home.workers += 1
         self.children.add(child)
         self._read(up_r, lambda: self._receive(child))
-        self.post(child.down, _TASK, 0, payload.frame())
         kind: Literal["run", "map"] = "map" if child.pool else "run"
         start = _Start(child.name, kind, up_w, down_r, None if clock is None else clock.fd, payload.modules)
         if _start_method() != "fork":
+            self.post(child.down, _TASK, 0, payload.frame())
             return self._server().start(child, start)  # (which closes up_w and down_r once sent)
+        start.task = payload.frame()  # (a fork has it in memory: no need to read it from the pipe)
         child.escrow = [up_w, down_r]
         if here:
             return start
@@ -2739,7 +2741,18 @@ class _Hub:
         except ChildProcessError:  # SIGCHLD is ignored: the kernel reaped it
             self._gone(child, None, "SIGCHLD is ignored")
             return
-        if pid == 0:  # it closed the pipe a moment before it exits: look again soon
+        if pid == 0:  # it closed the pipe a moment before it exits: look again once it has
+            if _LINUX:  # (a pid file descriptor is readable then)
+                with contextlib.suppress(OSError):
+                    fd = os.pidfd_open(cast(int, child.pid))
+
+                    def exited() -> None:
+                        self._read(fd, None)
+                        os.close(fd)
+                        self._reap(child, delay)
+
+                    self._read(fd, exited)
+                    return
             self.after(delay, lambda: self._reap(child, min(2 * delay, _TICK)))
             return
         self._gone(child, os.waitstatus_to_exitcode(status))
@@ -2874,6 +2887,7 @@ class _Start:
     clock: int | None  # and shared memory where a map worker says what it runs (with a time limit)
     modules: list[str]  # that its task names: the fork server imports them, once for all its workers
     boot: _Boot | None = None  # under the fork server
+    task: bytes | None = None  # its task (a `_Payload` frame), under fork; else it comes down its pipe
 
     def fds(self) -> list[int]:
         return [self.up, self.down] if self.clock is None else [self.up, self.down, self.clock]
@@ -3035,7 +3049,7 @@ def _fork(start: _Start) -> int:
     """Fork the worker that `start` describes (in the caller's thread, or the hub's: see `_Hub.start`)."""
     _tokenize_script()
     if _LINUX:
-        importlib.import_module("ctypes")  # for _die_with_parent in the child: imported here once
+        _prctl()  # for _die_with_parent in the child: looked up here once
     parent = os.getpid()
     # 3.12+ warns of a fork beside threads (the hub is one), after the fork,
     # in the parent: with warnings as errors (simplefilter("error")), the
@@ -3074,7 +3088,7 @@ def _serve(sock_fd: int) -> None:  # pyright: ignore[reportUnusedFunction] (see 
     wire = _Wire(sock_fd, socket.socket(fileno=sock_fd))
     signal.pthread_sigmask(signal.SIG_SETMASK, [])  # (started by the hub, which blocks every signal)
     if _LINUX:
-        importlib.import_module("ctypes")  # for _die_with_parent in every worker: import it once
+        _prctl()  # for _die_with_parent in every worker: look it up once
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
@@ -3363,8 +3377,10 @@ class _Away:
         self.place = place
         self.inbox = pump.inbox(place, size)
 
-    def put(self, data: Any, kind: str, order: int) -> None:
-        self.pump.send(_PUT, self.place, _encode(data, kind, order))
+    def put(self, data: Any, kind: str, order: int, copies: int = 1) -> None:
+        frame = _encode(data, kind, order)
+        for _ in range(copies):
+            self.pump.send(_PUT, self.place, frame)
 
     def get(self, reader: object) -> Msg[Any]:
         self.pump.check_owner()
@@ -3417,7 +3433,7 @@ def _worker_main(start: _Start) -> NoReturn:
         if _state.die_with:
             _die_with_parent(_state.die_with)
         pump = _state.pump = _Pump(start.up, start.down)
-        work = _Payload.load(cast(bytes, pump.next_job()), pump)
+        work = _Payload.load(start.task or cast(bytes, pump.next_job()), pump)
         if start.kind == "map":
             _run_chunks(pump, work, None if start.clock is None else _SharedInts(3, start.clock))
             code = 0
@@ -3445,9 +3461,8 @@ def _worker_main(start: _Start) -> NoReturn:
             except BaseException:  # ...but one that was due then (it may raise)
                 pass
             _ignore_task_signals()
-            if ended:
-                pump = cast(_Pump, pump)
-                pump.send(_DONE, 0, b"" if ended[0] is None else _pack_exception(ended[0]))
+            if ended:  # (its last frame: `finish` writes it)
+                cast(_Pump, pump).up.send(_DONE, 0, b"" if ended[0] is None else _pack_exception(ended[0]))
             if pump is not None:
                 pump.finish()
             for thread in threading.enumerate():  # as a normal exit would, wait for non-daemon threads
@@ -3478,11 +3493,17 @@ def _die_with_parent(parent: int) -> None:
     as the process), or the fork server's only one.
     """
     if _LINUX:
-        import ctypes  # imported already by who forked us
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+        _prctl()(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
         if os.getppid() != parent:  # it exited before we asked
             os._exit(1)
+
+
+@functools.cache
+def _prctl() -> Callable[[int, int], int]:
+    """Linux's prctl(2)."""
+    import ctypes
+
+    return cast(Callable[[int, int], int], ctypes.CDLL(None, use_errno=True).prctl)
 
 
 class _SharedInts:
@@ -4440,7 +4461,7 @@ def _run_chunks(pump: _Pump, work: tuple[Callable[..., Any], bool], shared: _Sha
             reply = _dumps_results(results, error, seconds)
         pump.send(_RESULT, 0, reply)
     others = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
-    pump.send(_DONE, len(others))
+    pump.up.send(_DONE, len(others))  # (its last frame: `finish` writes it)
 
 
 def _dumps_results(out: list[Any], error: Any, seconds: float) -> bytes:

@@ -625,6 +625,15 @@ def test_without_dill_a_function_of_a_script_without_a_file_asks_for_dill(method
     assert "workers can't import (python -c, stdin, a notebook); install dill" in done.stderr
 
 
+def test_importing_ezq_off_posix_says_it_runs_on_posix_only() -> None:
+    # (ezq's imports first, as they are found on Windows; then ezq as it would run there)
+    code = "import os, sys, ezq\ndel sys.modules['ezq']\nos.name = 'nt'\nimport ezq"
+    env = dict(os.environ, PYTHONPATH=str(HERE))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 1
+    assert "ImportError: ezq runs on POSIX systems only (Linux, macOS)" in done.stderr
+
+
 ## Msg and constants ##
 
 
