@@ -2011,6 +2011,11 @@ class _Settings:
             forward,
         )
 
+    def modules(self) -> set[str]:
+        """The modules that `apply` uses (the fork server imports them once, not each worker)."""
+        used = {"decimal": self.decimal_context is not None, "logging": self.log_levels is not None}
+        return {name for name, uses in used.items() if uses}
+
     def apply(self) -> None:
         """Take these settings (in a new worker, before its task runs)."""
         sys.setrecursionlimit(self.recursion_limit)
@@ -2102,9 +2107,10 @@ class _Payload:
     @classmethod
     def dump(cls, obj: Any, what: str) -> _Payload:
         _calls[0] += 1  # a new call: a class's pickle carries its globals' values now (see _blob)
+        settings = _Settings.now()
         with _Attach() as attach:
-            data = _dumps((_Settings.now(), obj), what)
-        return cls(data, attach.homes, sorted(attach.modules))
+            data = _dumps((settings, obj), what)
+        return cls(data, attach.homes, sorted(attach.modules | settings.modules()))
 
     def frame(self) -> bytes:
         """The worker's first frame (`_TASK`): its queues' sizes now, then `data`."""
