@@ -2728,11 +2728,16 @@ class _Hub:
             self._reap(child, 0.001)
 
     def _ask(self, child: _Child, place: int, want: int) -> None:
-        """A reader in `child` wants up to `want` frames of its queue `place` (0: it doesn't any more)."""
+        """A reader in `child` wants up to `want` frames of its queue `place` (0: it doesn't any more).
+
+        Each request gets one answer, a batch: one taken back before it had
+        frames gets an empty batch, so that the worker knows none is to come.
+        """
         home = child.homes[place]
         for entry in list(home.readers):
             if entry[0] is child and entry[1] == place:
                 home.readers.remove(entry)
+                self.post_to(child, _BATCH, place, pickle.dumps((len(home.frames), []), protocol=5))
         if want and not child.ended:
             home.readers.append((child, place, want))
             self.hungry.add(home)
@@ -3196,7 +3201,7 @@ class _Inbox:
         self.frames: _Frames = collections.deque()
         self.changed = _Event()
         self.size = size  # frames at home, as of the last batch: for qsize()
-        self.asked = False  # a request for a batch is out
+        self.asked = False  # a request for a batch is out: its answer (a batch, maybe empty) is to come
         self.readers: list[object] = []  # one per loop reading it: with none, a batch goes straight back
         self.batch = 1  # frames to ask for next time
         self.received = 0.0  # when the last batch came
@@ -3277,8 +3282,7 @@ class _Pump:
 
     ## The pump's thread ##
 
-    def _run(self) -> None:
-        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    def _run(self) -> None:  # (with every signal blocked: see _worker_main)
         poller = select.poll()
         poller.register(self.wake_r, select.POLLIN)
         poller.register(self.down.fd, select.POLLIN)
@@ -3295,7 +3299,7 @@ class _Pump:
                 self._ask_again()
                 flushed = self.up.flush()
                 self.wrote.notify()
-                if flushed and self.finishing:
+                if flushed and self.finishing and not any(inbox.asked for inbox in self.inboxes.values()):
                     self.done = True
                     self.changed.notify()
                     self.wrote.notify()
@@ -3316,7 +3320,7 @@ class _Pump:
                 if inbox.readers and not self.finishing:
                     inbox.frames.extend(batch)
                     inbox.changed.notify()
-                else:  # nobody reads it any more
+                elif batch:  # nobody reads it any more
                     self.up.send(_GIVE_BACK, place, pickle.dumps(batch, protocol=5))
             elif tag in (_TASK, _JOB):
                 self.jobs.append(payload)
@@ -3359,9 +3363,8 @@ class _Pump:
                 frames.append(inbox.frames.popleft())
         if frames:
             self.up.send(_GIVE_BACK, place, pickle.dumps(frames, protocol=5))
-        if inbox.asked:  # (a batch on its way still comes: it goes straight back)
+        if inbox.asked:  # take the request back: its answer comes, a batch that goes straight back, or none
             self.up.send(_ASK, place, _QUEUE.pack(0))
-            inbox.asked = False
 
     def _batch_size(self, inbox: _Inbox) -> int:
         # Ask for more while batches are read quickly, for fewer round trips;
@@ -3429,7 +3432,10 @@ def _worker_main(start: _Start) -> NoReturn:
     pump = None
     ended: list[BaseException | None] = []  # how the task ended (run): None if it returned
     try:
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])  # (forked from the hub, which blocks them)
+        # The pump's thread, started below, keeps every signal blocked, as a new
+        # thread takes its creator's mask: a signal (the task's timer's, say)
+        # goes to this thread alone, and can't be taken after it has blocked them.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         # Ctrl-C in a terminal signals the whole process group; the parent
         # decides what happens, and workers don't print a traceback each.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -3439,6 +3445,7 @@ def _worker_main(start: _Start) -> NoReturn:
         if _state.die_with:
             _die_with_parent(_state.die_with)
         pump = _state.pump = _Pump(start.up, start.down)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
         work = _Payload.load(start.task or cast(bytes, pump.next_job()), pump)
         if start.kind == "map":
             _run_chunks(pump, work, None if start.clock is None else _SharedInts(3, start.clock))
@@ -3462,11 +3469,12 @@ def _worker_main(start: _Start) -> NoReturn:
         traceback.print_exc()
     finally:
         try:
-            try:  # First, the task's signal handlers (a timer's, say) can't cut the rest short:
-                signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)  # none runs from now on...
-            except BaseException:  # ...but one that was due then (it may raise)
-                pass
-            _ignore_task_signals()
+            while True:  # First, so that none of the task's handlers can cut the rest short
+                try:
+                    _ignore_task_signals()
+                    break
+                except BaseException:  # (one that was due has raised: again)
+                    pass
             if ended:  # (its last frame: `finish` writes it)
                 cast(_Pump, pump).up.send(_DONE, 0, b"" if ended[0] is None else _pack_exception(ended[0]))
             if pump is not None:
@@ -3482,12 +3490,22 @@ def _worker_main(start: _Start) -> NoReturn:
 
 
 def _ignore_task_signals() -> None:
-    """With the signals blocked (the task has finished): ignore those it handles, then unblock."""
+    """The task has finished: ignore the signals it handles (a timer it left running, say).
+
+    A handler that was due runs as they are blocked, and may raise: the caller
+    takes the step again. Once it is taken, no handler of the task runs. (Not
+    SIG_IGN: Python would print a warning for a signal that was due.)
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     for signum in _SIGNALS:
         with contextlib.suppress(OSError, ValueError):
             if callable(signal.getsignal(signum)):
-                signal.signal(signum, signal.SIG_IGN)
+                signal.signal(signum, _ignore_signal)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def _ignore_signal(signum: int, frame: types.FrameType | None) -> None:
+    pass
 
 
 def _die_with_parent(parent: int) -> None:
