@@ -368,7 +368,7 @@ def size_map_100k_executor(impl: str) -> tuple[float, dict[str, Any]]:
         return seconds, {"peak_rss_mib": peak_mib()}
     distributed = importlib.import_module("distributed")  # in make bench's venv, not lint's
 
-    with distributed.LocalCluster(n_workers=CPUS, threads_per_worker=1, dashboard_address=None) as cluster:
+    with distributed.LocalCluster(n_workers=CPUS, threads_per_worker=1, dashboard_address=":0") as cluster:
         with distributed.Client(cluster) as client:
             executor = client.get_executor()
             seconds = timed(
