@@ -73,6 +73,7 @@ internally we use `builtins.map` where the builtin is meant.
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # (no stub: see _sigmask)
 import _thread
 
 # std
@@ -783,6 +784,10 @@ its wake-up call (see `_Hub.poke`) is still taken within this time.
 
 _SIGNALS = signal.valid_signals()
 """Every signal: ezq's own threads block them all, so that handlers run in your threads."""
+
+_sigmask = cast(Callable[[int, Iterable[int]], object], _signal.pthread_sigmask)  # pyright: ignore[reportUnknownMemberType]
+"""`signal.pthread_sigmask` itself, in C: the `signal` module's is Python code, where a signal
+handler can run (and raise) before it blocks (see `_ignore_task_signals`)."""
 
 
 class _Event:
@@ -3451,15 +3456,11 @@ def _worker_main(start: _Start) -> NoReturn:
             _run_chunks(pump, work, None if start.clock is None else _SharedInts(3, start.clock))
             code = 0
         else:
-            task, args, kwargs = work
-            try:
-                task(*args, **kwargs)
-                ended.append(None)
-                code = 0
-            except SystemExit:
-                raise
-            except BaseException as exc:
-                ended.append(exc)
+            error = _run_task(*work)
+            if isinstance(error, SystemExit):
+                raise error
+            ended.append(error)
+            code = 0 if error is None else 1
     except SystemExit as exc:  # as multiprocessing reports it
         if isinstance(exc.code, int) or exc.code is None:
             code = exc.code or 0
@@ -3469,12 +3470,11 @@ def _worker_main(start: _Start) -> NoReturn:
         traceback.print_exc()
     finally:
         try:
-            while True:  # First, so that none of the task's handlers can cut the rest short
-                try:
-                    _ignore_task_signals()
-                    break
-                except BaseException:  # (one that was due has raised: again)
-                    pass
+            try:  # First, so that no handler of a task (a map's) can cut the rest short
+                _sigmask(signal.SIG_BLOCK, _SIGNALS)  # (see `_ignore_task_signals`)
+            except BaseException:  # (blocked, then a handler that was due raised)
+                pass
+            _ignore_task_signals(())
             if ended:  # (its last frame: `finish` writes it)
                 cast(_Pump, pump).up.send(_DONE, 0, b"" if ended[0] is None else _pack_exception(ended[0]))
             if pump is not None:
@@ -3489,19 +3489,81 @@ def _worker_main(start: _Start) -> NoReturn:
             os._exit(code)
 
 
-def _ignore_task_signals() -> None:
-    """The task has finished: ignore the signals it handles (a timer it left running, say).
+def _run_task(
+    task: Callable[..., object], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> BaseException | None:
+    """Call a run's task; once none of its handlers can run, return what it raised (None: it returned).
 
-    A handler that was due runs as they are blocked, and may raise: the caller
-    takes the step again. Once it is taken, no handler of the task runs. (Not
-    SIG_IGN: Python would print a warning for a signal that was due.)
+    A signal handler the task leaves behind (its timer's, say) can still run,
+    and raise, in the steps that follow, until `_ignore_task_signals` has
+    taken them all: what it raises is not how the task ended, and is dropped.
+    The task's own exception is the one that came through `_call_task`: one
+    of those caught, or what one of them was raised over (its `__context__`:
+    Python 3.10 can run a handler as it enters an `except` clause).
+
+    Python runs a due handler as a function starts, as a call returns and at
+    a loop's jump back: between the task's end and the step that blocks every
+    signal there is none of these (`caught` grows without a call, and that step
+    is a C function: see `_ignore_task_signals`).
     """
-    signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
-    for signum in _SIGNALS:
-        with contextlib.suppress(OSError, ValueError):
-            if callable(signal.getsignal(signum)):
-                signal.signal(signum, _ignore_signal)
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    returned: list[object] = []
+    caught: tuple[BaseException, ...] = ()
+    try:
+        try:
+            _call_task(task, args, kwargs, returned)
+        except BaseException as exc:
+            caught += (exc,)
+    except BaseException as exc:  # (a handler, as the clause above was entered)
+        caught += (exc,)
+    try:
+        _sigmask(signal.SIG_BLOCK, _SIGNALS)  # (see `_ignore_task_signals`)
+    except BaseException as exc:  # (blocked, then a handler that was due raised)
+        caught += (exc,)
+    caught = _ignore_task_signals(caught)
+    if returned:
+        return None
+    for error in caught:
+        seen: BaseException | None = error
+        while seen is not None:
+            if any(frame.f_code is _call_task.__code__ for frame, _ in traceback.walk_tb(seen.__traceback__)):
+                return seen
+            seen = seen.__context__
+    return caught[0]  # (can't be reached: the task raised, and it came through `_call_task`)
+
+
+def _call_task(
+    task: Callable[..., object], args: tuple[Any, ...], kwargs: dict[str, Any], returned: list[object]
+) -> None:
+    """Call a run's task; if it returns, note it in `returned`.
+
+    Noted in C: as the task returns, its value goes to `returned.extend`
+    without a step of Python code, where a handler could run first and raise
+    in its place. In an exception's traceback, this frame marks it as the
+    task's (see `_run_task`).
+    """
+    returned.extend(itertools.starmap(functools.partial(task, *args, **kwargs), [()]))
+
+
+def _ignore_task_signals(caught: tuple[BaseException, ...]) -> tuple[BaseException, ...]:
+    """The task has ended: ignore the signals it handles (a timer it left running, say).
+
+    Return `caught` with what their handlers raised meanwhile. The first step
+    blocks every signal, in C (`_sigmask`), and from then on only a
+    handler that was already due can run, once; if it raises, the steps are
+    taken again. Once they are done, no handler of the task runs. (Not SIG_IGN:
+    Python would print a warning for a signal that was due.)
+    """
+    while True:
+        try:
+            _sigmask(signal.SIG_BLOCK, _SIGNALS)
+            for signum in _SIGNALS:
+                with contextlib.suppress(OSError, ValueError):
+                    if callable(signal.getsignal(signum)):
+                        signal.signal(signum, _ignore_signal)
+            _sigmask(signal.SIG_SETMASK, [])
+            return caught
+        except BaseException as exc:
+            caught += (exc,)
 
 
 def _ignore_signal(signum: int, frame: types.FrameType | None) -> None:

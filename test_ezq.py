@@ -2313,6 +2313,27 @@ def test_a_task_that_leaves_a_raising_signal_handler_still_reports_its_error(sta
             ezq.run(fail_leaving_a_raising_timer).join(timeout=30)
 
 
+def return_leaving_a_raising_timer() -> None:
+    """Return, leaving a timer whose handler raises once the task has returned (due every µs till then)."""
+
+    def tick(signum: int, frame: Any) -> None:
+        if frame is not None and frame.f_code.co_name == "return_leaving_a_raising_timer":
+            signal.setitimer(signal.ITIMER_REAL, 0.00001)  # (not yet: again, soon)
+        elif frame is None or frame.f_code.co_name != "tick":  # (in itself: the outer run sets it again)
+            raise Tick
+
+    signal.signal(signal.SIGALRM, tick)
+    signal.setitimer(signal.ITIMER_REAL, 0.00001)
+    time.sleep(0.001)
+
+
+def test_a_task_that_returns_leaving_a_raising_signal_handler_has_returned(start_method: str) -> None:
+    for _ in range(20):  # (a handler due in the moment the task returns is rare)
+        worker = ezq.run(return_leaving_a_raising_timer)
+        worker.join(timeout=30)
+        assert not worker.is_alive()
+
+
 def test_a_failed_start_fails_alone(start_method: str) -> None:
     q: ezq.Q[int] = ezq.Q()
     out: ezq.Q[int] = ezq.Q()
