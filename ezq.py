@@ -3436,6 +3436,7 @@ def _worker_main(start: _Start) -> NoReturn:
     code = 1
     pump = None
     ended: list[BaseException | None] = []  # how the task ended (run): None if it returned
+    failure: BaseException | None = None  # what else ended it
     try:
         # The pump's thread, started below, keeps every signal blocked, as a new
         # thread takes its creator's mask: a signal (the task's timer's, say)
@@ -3466,8 +3467,8 @@ def _worker_main(start: _Start) -> NoReturn:
             code = exc.code or 0
         else:
             print(exc.code, file=sys.stderr)
-    except BaseException:  # ezq's own failure (its task's error went up above)
-        traceback.print_exc()
+    except BaseException as exc:  # ezq's own failure, or a handler a map's task left raised between its calls
+        failure = exc
     finally:
         try:
             try:  # First, so that no handler of a task (a map's) can cut the rest short
@@ -3475,6 +3476,8 @@ def _worker_main(start: _Start) -> NoReturn:
             except BaseException:  # (blocked, then a handler that was due raised)
                 pass
             _ignore_task_signals(())
+            if failure is not None:  # (the task's own error went up as its report)
+                traceback.print_exception(type(failure), failure, failure.__traceback__)
             if ended:  # (its last frame: `finish` writes it)
                 cast(_Pump, pump).up.send(_DONE, 0, b"" if ended[0] is None else _pack_exception(ended[0]))
             if pump is not None:

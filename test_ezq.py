@@ -2334,6 +2334,31 @@ def test_a_task_that_returns_leaving_a_raising_signal_handler_has_returned(start
         assert not worker.is_alive()
 
 
+MAP_TASK_LEAVES_A_RAISING_TIMER = """
+class Tick(Exception):
+    pass
+def tick(signum, frame):
+    if frame is None or frame.f_code.co_name not in ("double", "tick"):  # (not in the task)
+        raise Tick
+def double(x):
+    signal.signal(signal.SIGALRM, tick)
+    signal.setitimer(signal.ITIMER_REAL, 0.0001, 0.0001)
+    return 2 * x
+try:
+    list(ezq.map(double, range(200), num=2, chunksize=1))
+    print("no error")
+except ezq.WorkerError as error:
+    print("WorkerError", "input item" in str(error))
+"""
+
+
+def test_a_map_worker_ended_by_a_timer_its_task_left_says_why(start_method: str, tmp_path: Path) -> None:
+    with script(MAP_TASK_LEAVES_A_RAISING_TIMER, start_method, tmp_path) as child:
+        stdout, stderr = child.communicate(timeout=60)
+    assert stdout == "WorkerError True\n", stderr
+    assert stderr.rstrip().endswith("Tick"), f"expected the worker's traceback: {stderr}"
+
+
 def test_a_failed_start_fails_alone(start_method: str) -> None:
     q: ezq.Q[int] = ezq.Q()
     out: ezq.Q[int] = ezq.Q()
