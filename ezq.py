@@ -3438,36 +3438,39 @@ def _worker_main(start: _Start) -> NoReturn:
     ended: list[BaseException | None] = []  # how the task ended (run): None if it returned
     failure: BaseException | None = None  # what else ended it
     try:
-        # The pump's thread, started below, keeps every signal blocked, as a new
-        # thread takes its creator's mask: a signal (the task's timer's, say)
-        # goes to this thread alone, and can't be taken after it has blocked them.
-        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
-        # Ctrl-C in a terminal signals the whole process group; the parent
-        # decides what happens, and workers don't print a traceback each.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _state.in_worker = True
-        multiprocessing.current_process().name = start.name  # (as logging's processName, say)
-        cast(Any, multiprocessing.current_process())._config["daemon"] = True
-        if _state.die_with:
-            _die_with_parent(_state.die_with)
-        pump = _state.pump = _Pump(start.up, start.down)
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
-        work = _Payload.load(start.task or cast(bytes, pump.next_job()), pump)
-        if start.kind == "map":
-            _run_chunks(pump, work, None if start.clock is None else _SharedInts(3, start.clock))
-            code = 0
-        else:
-            error = _run_task(*work)
-            if isinstance(error, SystemExit):
-                raise error
-            ended.append(error)
-            code = 0 if error is None else 1
-    except SystemExit as exc:  # as multiprocessing reports it
-        if isinstance(exc.code, int) or exc.code is None:
-            code = exc.code or 0
-        else:
-            print(exc.code, file=sys.stderr)
-    except BaseException as exc:  # ezq's own failure, or a handler a map's task left raised between its calls
+        try:
+            # The pump's thread, started below, keeps every signal blocked, as a new
+            # thread takes its creator's mask: a signal (the task's timer's, say)
+            # goes to this thread alone, and can't be taken after it has blocked them.
+            signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+            # Ctrl-C in a terminal signals the whole process group; the parent
+            # decides what happens, and workers don't print a traceback each.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            _state.in_worker = True
+            multiprocessing.current_process().name = start.name  # (as logging's processName, say)
+            cast(Any, multiprocessing.current_process())._config["daemon"] = True
+            if _state.die_with:
+                _die_with_parent(_state.die_with)
+            pump = _state.pump = _Pump(start.up, start.down)
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])
+            work = _Payload.load(start.task or cast(bytes, pump.next_job()), pump)
+            if start.kind == "map":
+                _run_chunks(pump, work, None if start.clock is None else _SharedInts(3, start.clock))
+                code = 0
+            else:
+                error = _run_task(*work)
+                if isinstance(error, SystemExit):
+                    raise error
+                ended.append(error)
+                code = 0 if error is None else 1
+        except SystemExit as exc:  # as multiprocessing reports it
+            if isinstance(exc.code, int) or exc.code is None:
+                code = exc.code or 0
+            else:
+                print(exc.code, file=sys.stderr)
+        except BaseException as exc:  # ezq's failure, or a handler a map's task left raised between calls
+            failure = exc
+    except BaseException as exc:  # (Python 3.10 runs a due handler as it enters an `except` clause)
         failure = exc
     finally:
         try:
