@@ -2155,10 +2155,12 @@ class _RemoteTraceback(Exception):
 def _pack_exception(exc: BaseException) -> bytes:
     """Pickle an exception raised in a worker, with its traceback as text.
 
-    The traceback starts below the ezq function that caught it, so it shows
-    the user's code, not ours.
+    The traceback starts below the ezq functions that called the task, so it
+    shows the user's code, not ours.
     """
-    tb = exc.__traceback__.tb_next if exc.__traceback__ else None
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_globals is globals():
+        tb = tb.tb_next
     text = "".join(traceback.format_exception(type(exc), exc, tb))
     try:
         return _dumps((exc, text), "an exception", travels=False)

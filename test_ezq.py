@@ -1139,6 +1139,10 @@ def test_stop_raises_what_a_process_worker_raised(start_method: str) -> None:
         q.stop(workers)
     assert "raised in worker raising_worker-" in str(info.value.__cause__)
     assert 'raise ValueError("bad message")' in str(info.value.__cause__)
+    frames = re.findall(r'File "([^"]+)"', str(info.value.__cause__))
+    assert frames and Path(frames[0]).name == "test_ezq.py", (
+        f"expected the worker's traceback to start at the task: {frames}"
+    )
     assert [w.exitcode for w in workers].count(1) == 1
 
 
